@@ -1,0 +1,15 @@
+"""covid-xray: ingest public chest X-ray sources, train and check COVID-19 detectors, ship them through MLflow."""
+
+import os
+
+# Telemetry off before any of these libraries is imported.
+for _name, _value in {
+    "ZENML_ANALYTICS_OPT_IN": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GX_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+__version__ = "0.1.0"

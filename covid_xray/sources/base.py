@@ -1,0 +1,164 @@
+"""The interface every source reader implements, and the checks shared by all of them.
+
+A reader turns one public dataset layout into candidate rows (one per image) and counted drops.
+Metadata is untrusted: file names are resolved inside the source folder or dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+MANIFEST_COLUMNS = ["source", "path", "label", "finding", "patient_id", "view", "modality"]
+DROP_COLUMNS = ["source", "item", "reason"]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+FRONTAL_VIEWS = {"pa", "ap", "ap supine", "ap semi erect", "ap erect"}
+
+
+class SourceError(ValueError):
+    """A source that cannot be read at all (missing folder, no metadata file)."""
+
+
+@dataclass
+class SourceScan:
+    """What one reader found: candidate rows and every item it dropped, with the reason."""
+
+    source: str
+    folder: Path
+    rows: list[dict] = field(default_factory=list)
+    drops: list[dict] = field(default_factory=list)
+
+    def drop(self, item: str, reason: str) -> None:
+        self.drops.append({"source": self.source, "item": item, "reason": reason})
+
+    def add(
+        self,
+        name: str,
+        *,
+        label: str | None,
+        finding: str,
+        patient_id: str,
+        view: str = "unknown",
+        modality: str = "X-ray",
+        where: str | None = None,
+    ) -> None:
+        """Add the image `name` (relative to the source folder) unless it is unsafe, missing or unlabelled."""
+        item = where or name
+        path = resolve_inside(self.folder, name)
+        if path is None:
+            self.drop(item, f"unsafe file name {name!r} points outside the source folder")
+        elif label is None:
+            self.drop(item, f"unknown finding {finding!r}")
+        elif not path.is_file():
+            self.drop(item, f"image file missing: {name}")
+        else:
+            self.rows.append(
+                {
+                    "source": self.source,
+                    "path": str(path),
+                    "label": label,
+                    "finding": finding,
+                    "patient_id": f"{self.source}:{patient_id}",
+                    "view": view or "unknown",
+                    "modality": modality or "unknown",
+                }
+            )
+
+    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return (
+            pd.DataFrame(self.rows, columns=MANIFEST_COLUMNS),
+            pd.DataFrame(self.drops, columns=DROP_COLUMNS),
+        )
+
+
+def resolve_inside(folder: Path, name: str) -> Path | None:
+    """The path of `name` inside `folder`, or None when it is absolute or escapes the folder."""
+    if not name or Path(name).is_absolute() or "\x00" in name:
+        return None
+    root = folder.resolve()
+    path = (root / name).resolve()
+    return path if path.is_relative_to(root) else None
+
+
+def require_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise SourceError(f"source folder not found: {folder}")
+
+
+def read_metadata_csv(path: Path) -> tuple[pd.DataFrame, str]:
+    """Read a metadata CSV as strings, whatever its encoding (UTF-8, UTF-8 with BOM, cp1252) and line ends.
+
+    Columns without a name (a trailing comma in the header) are removed. Returns the frame and the encoding used.
+    """
+    if not path.is_file():
+        raise SourceError(f"metadata file not found: {path}")
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    from io import StringIO
+
+    frame = pd.read_csv(StringIO(text), dtype=str, keep_default_na=False)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    unnamed = [c for c in frame.columns if c == "" or c.startswith("Unnamed:")]
+    frame = frame.drop(columns=unnamed)
+    return frame.map(lambda v: v.strip() if isinstance(v, str) else v), encoding
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SourceError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+
+
+def is_frontal(view: str) -> bool:
+    return view.strip().lower() in FRONTAL_VIEWS
+
+
+def scan_labelled_folders(
+    scan: SourceScan,
+    base: Path,
+    folder_labels: dict[str, str | None],
+    patient_of: Callable[[Path], str],
+) -> None:
+    """Read a layout whose label is the folder name: base/<folder>/<image>.
+
+    A folder mapped to None is a class the project does not use; its images are dropped with that reason.
+    """
+    require_folder(base)
+    found = {p.name: p for p in base.iterdir() if p.is_dir()}
+    if not any(name in found for name in folder_labels):
+        scan.drop(str(base.relative_to(scan.folder)), f"none of the class folders {sorted(folder_labels)} found")
+        return
+    for folder_name, label in folder_labels.items():
+        folder = found.get(folder_name)
+        if folder is None:
+            continue
+        for path in sorted(folder.rglob("*")):
+            if not path.is_file() or "masks" in path.relative_to(folder).parts:
+                continue
+            relative = str(path.relative_to(scan.folder))
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                scan.drop(relative, "not an image file name")
+            elif label is None:
+                scan.drop(relative, f"class folder {folder_name!r} is not a project class")
+            else:
+                scan.add(relative, label=label, finding=folder_name, patient_id=patient_of(path))
+
+
+Reader = Callable[[Path, str], SourceScan]
+READERS: dict[str, Reader] = {}
+
+
+def register(name: str) -> Callable[[Reader], Reader]:
+    def wrap(reader: Reader) -> Reader:
+        READERS[name] = reader
+        return reader
+
+    return wrap

@@ -1,0 +1,25 @@
+"""DarkCovidNet (Ozturk et al.): "X-Ray Image DataSet/{Covid-19,No_findings,Pneumonia}/".
+
+No metadata: the folder is the label. No_findings and Pneumonia come from NIH ChestX-ray14, whose
+patient id is the first 8 digits of the file name; Covid-19 images have no patient id.
+"""
+
+import re
+from pathlib import Path
+
+from .base import SourceScan, register, scan_labelled_folders
+
+FOLDERS = {"Covid-19": "covid", "No_findings": "normal", "Pneumonia": "pneumonia"}
+NIH_NAME = re.compile(r"^(\d{8})_\d+")
+
+
+def patient_of(path: Path) -> str:
+    match = NIH_NAME.match(path.stem)
+    return f"nih-{match.group(1)}" if match else f"image-{path.stem}"
+
+
+@register("darkcovidnet")
+def read_darkcovidnet(folder: Path, source: str = "darkcovidnet") -> SourceScan:
+    scan = SourceScan(source, folder)
+    scan_labelled_folders(scan, folder / "X-Ray Image DataSet", FOLDERS, patient_of)
+    return scan

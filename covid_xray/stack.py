@@ -1,0 +1,83 @@
+"""Project state (ZenML and MLflow) kept in one ignored folder, and the local ZenML stack.
+
+By default everything lives in `.covid-xray/` under the project root: ZenML's config and SQLite
+store, and MLflow's SQLite tracking store and artifacts. COVID_XRAY_HOME moves it (tests use a
+temporary one). The stack is registered on first use, so users never run `zenml` by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+STACK = "covid-xray-local"
+TRACKER = "covid-xray-mlflow"
+
+
+def home() -> Path:
+    return Path(os.environ.get("COVID_XRAY_HOME", Path.cwd() / ".covid-xray")).resolve()
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """MLFLOW_TRACKING_URI, else the config's uri, else the project's embedded SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def prepare_environment(configured_uri: str | None = None) -> str:
+    """Point ZenML and MLflow at the project state; returns the tracking URI. Call before importing zenml."""
+    state = home()
+    state.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("ZENML_CONFIG_PATH", str(state / "zenml"))
+    # The ZenML repository (active stack) lives in the state folder too; step code is found from the project root.
+    os.environ.setdefault("ZENML_REPOSITORY_PATH", str(state))
+    os.environ.setdefault("ZENML_CUSTOM_SOURCE_ROOT", str(PROJECT_ROOT))
+    os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "INFO")
+    uri = tracking_uri(configured_uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    return uri
+
+
+def ensure_experiment(name: str) -> str:
+    """Create the MLflow experiment if needed; with a SQLite store its artifacts go to the state folder
+    (MLflow's default would be ./mlruns in whatever directory the command ran from). Returns its id."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if mlflow.get_tracking_uri().startswith("sqlite:"):
+        location = (home() / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def ensure_local_stack(uri: str) -> None:
+    """Initialise the ZenML repository and register/activate the local stack with an MLflow tracker at `uri`."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+    from zenml.exceptions import InitializationException
+
+    root = home()
+    if not (root / ".zen").is_dir():
+        try:
+            Client.initialize(root=root)
+        except InitializationException:
+            pass
+    client = Client()
+    tracker_type = StackComponentType.EXPERIMENT_TRACKER
+    existing = {c.name: c for c in client.list_stack_components(type=tracker_type, size=100).items}
+    if TRACKER not in existing:
+        client.create_stack_component(TRACKER, "mlflow", tracker_type, configuration={"tracking_uri": uri})
+    elif existing[TRACKER].configuration.get("tracking_uri") != uri:
+        client.update_stack_component(TRACKER, tracker_type, configuration={"tracking_uri": uri})
+    stacks = {s.name for s in client.list_stacks(size=100).items}
+    if STACK not in stacks:
+        client.create_stack(STACK, components={
+            StackComponentType.ORCHESTRATOR: "default",
+            StackComponentType.ARTIFACT_STORE: "default",
+            tracker_type: TRACKER,
+        })  # fmt: skip
+    if client.active_stack_model.name != STACK:
+        client.activate_stack(STACK)

@@ -1,0 +1,30 @@
+"""The training pipeline: ingest → prepare (split, rebalance) → validate → train → evaluate → promote.
+
+One train and one evaluate step per model variant in the config; each variant is its own MLflow
+run, nested under the pipeline run. Training starts only after validation has passed, and the
+promotion gate sees every variant and the validation result.
+"""
+
+from zenml import pipeline
+
+from covid_xray.config import RunConfig
+from steps.evaluate_model import evaluate_model
+from steps.ingest_data import ingest_data
+from steps.prepare_data import prepare_data
+from steps.promote_model import promote_model
+from steps.train_model import train_model
+from steps.validate_data import validate_data
+
+
+@pipeline(enable_cache=False)
+def training(config: RunConfig) -> None:
+    manifest, _drops = ingest_data(config)
+    split_manifest, train_set, val_set, test_set, manifest_hash = prepare_data(manifest, config)
+    validation_passed = validate_data(split_manifest, config)
+    evaluations = []
+    for variant in config.models:
+        model, run_id = train_model(train_set, val_set, manifest_hash, config, variant.name,
+                                    id=f"train_{variant.name}", after="validate_data")  # fmt: skip
+        evaluate_model(model, val_set, test_set, split_manifest, run_id, config, id=f"evaluate_{variant.name}")
+        evaluations.append(f"evaluate_{variant.name}")
+    promote_model(test_set, validation_passed, config, after=evaluations)

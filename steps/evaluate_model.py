@@ -1,0 +1,59 @@
+"""Test-set metrics with confidence intervals, per source, plots, and the model logged with MLflow's Keras flavor."""
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from zenml import step
+from zenml.logger import get_logger
+
+from covid_xray.config import RunConfig
+from covid_xray.metrics import confusion, covid_metrics, per_source_metrics, save_plots
+from covid_xray.stack import TRACKER
+from covid_xray.training import Split, predict_proba
+
+logger = get_logger(__name__)
+
+
+@step(experiment_tracker=TRACKER, enable_cache=False)
+def evaluate_model(
+    model: keras.Model, val_set: Split, test_set: Split, split_manifest: pd.DataFrame, mlflow_run_id: str,
+    config: RunConfig,
+) -> Annotated[dict, "test_metrics"]:
+    classes = config.data.classes
+    rows = split_manifest.set_index("sha256").loc[test_set.keys].reset_index()
+    test_proba = predict_proba(model, test_set.images)
+    val_proba = predict_proba(model, val_set.images)
+    test = covid_metrics(rows["label"].to_numpy(), test_proba, classes)
+    val = covid_metrics(np.asarray(classes)[val_set.labels], val_proba, classes)
+    by_source = per_source_metrics(rows, test_proba, classes)
+    logger.info("%s test metrics: %s", model.name, {k: round(v, 3) for k, v in test.items() if "_ci_" not in k})
+    logger.info("Per source:\n%s", by_source[["source", "n", "accuracy", "sensitivity", "specificity"]].to_string())
+    with mlflow.start_run(run_id=mlflow_run_id, nested=True):
+        mlflow.log_metrics({f"test_{k}": v for k, v in test.items() if np.isfinite(v)})
+        mlflow.log_metrics({f"val_{k}": v for k, v in val.items() if np.isfinite(v)})
+        mlflow.log_text(by_source.to_csv(index=False), "evaluation/per_source.csv")
+        mlflow.log_text(confusion(rows["label"], test_proba, classes).to_csv(), "evaluation/confusion_matrix.csv")
+        predictions = rows[["sha256", "source", "label"]].assign(**{f"p_{c}": test_proba[:, i] for i, c in enumerate(classes)})
+        mlflow.log_text(predictions.to_csv(index=False), "evaluation/test_predictions.csv")
+        with tempfile.TemporaryDirectory() as folder:
+            for path in save_plots(rows["label"], test_proba, classes, folder):
+                mlflow.log_artifact(path, "evaluation")
+            # save_model + log_artifacts: mlflow 3.17's keras log_model fails to write an input example.
+            example = test_set.images[:2, ..., None].astype("float32")
+            Path(folder, "model").mkdir()
+            mlflow.keras.save_model(
+                model, f"{folder}/model", input_example=example,
+                signature=infer_signature(example, predict_proba(model, test_set.images[:2])),
+                metadata={"classes": classes, "image_size": config.data.image_size},
+            )  # fmt: skip
+            mlflow.log_artifacts(f"{folder}/model", "model")
+        model_uri = f"runs:/{mlflow_run_id}/model"
+        mlflow.set_tag("model_uri", model_uri)
+    return {"run_id": mlflow_run_id, "model_uri": model_uri, **{f"test_{k}": v for k, v in test.items()},
+            **{f"val_{k}": v for k, v in val.items()}}  # fmt: skip

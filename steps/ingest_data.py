@@ -1,0 +1,30 @@
+"""Read every configured source in its public layout, decode once, deduplicate; report every drop."""
+
+from typing import Annotated
+
+import mlflow
+import pandas as pd
+from zenml import step
+from zenml.logger import get_logger
+
+from covid_xray.config import RunConfig
+from covid_xray.ingest import drop_summary, ingest
+from covid_xray.rebalance import composition
+from covid_xray.stack import TRACKER
+
+logger = get_logger(__name__)
+
+
+@step(experiment_tracker=TRACKER)
+def ingest_data(config: RunConfig) -> tuple[Annotated[pd.DataFrame, "manifest"], Annotated[pd.DataFrame, "drops"]]:
+    manifest, drops = ingest(config.data, config.validation)
+    summary = drop_summary(drops)
+    logger.info("Kept %d images; dropped %d items:\n%s", len(manifest), len(drops), summary.to_string(index=False))
+    mlflow.log_text(drops.to_csv(index=False), "data/drops.csv")
+    mlflow.log_text(summary.to_csv(index=False), "data/drop_summary.csv")
+    if not manifest.empty:
+        table = composition(manifest)
+        logger.info("Images by source and label after deduplication:\n%s", table.to_string())
+        mlflow.log_text(table.to_csv(), "data/composition_ingested.csv")
+    mlflow.log_metrics({"data.images_kept": len(manifest), "data.items_dropped": len(drops)})
+    return manifest, drops

@@ -1,0 +1,36 @@
+"""Pick the best variant on validation data, register it, and promote it only if it passes the gate."""
+
+from typing import Annotated
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from zenml import step
+from zenml.logger import get_logger
+
+from covid_xray.config import RunConfig
+from covid_xray.promotion import best_run, promote_run
+from covid_xray.stack import TRACKER
+from covid_xray.training import Split
+
+logger = get_logger(__name__)
+
+
+@step(experiment_tracker=TRACKER, enable_cache=False)
+def promote_model(test_set: Split, validation_passed: bool, config: RunConfig) -> Annotated[str, "promotion_decision"]:
+    client = MlflowClient()
+    parent = mlflow.active_run().info.run_id
+    children = client.search_runs([mlflow.active_run().info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent}'")  # fmt: skip
+    run_ids = [r.info.run_id for r in children if "model_uri" in r.data.tags]
+    if not run_ids:
+        raise RuntimeError("no evaluated model runs found under this pipeline run")
+    candidate = best_run(client, run_ids)
+    logger.info("Candidate: %s (best validation balanced accuracy of %d variants)",
+                client.get_run(candidate).data.tags.get("model.variant"), len(run_ids))  # fmt: skip
+    version, decision = promote_run(client, candidate, test_set.images, test_set.labels, test_set.keys,
+                                    config.data.classes, config.promotion, valid_data=validation_passed)  # fmt: skip
+    logger.info("Model %s version %s %s", config.promotion.model_name, version, decision.summary)
+    mlflow.set_tags({"promotion.candidate_run": candidate, "promotion.version": version,
+                     "promotion.decision": decision.summary[:5000]})  # fmt: skip
+    return f"{config.promotion.model_name} v{version} {decision.summary}"

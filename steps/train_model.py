@@ -1,0 +1,49 @@
+"""Train one model variant of the config, as its own MLflow run nested under the pipeline's run."""
+
+from typing import Annotated
+
+import keras
+import mlflow
+from zenml import step
+from zenml.logger import get_logger
+
+from covid_xray.config import RunConfig
+from covid_xray.dataset import image_cache
+from covid_xray.rebalance import class_weights
+from covid_xray.stack import TRACKER
+from covid_xray.tracking import dvc_data_version, flat_params, git_commit, hardware
+from covid_xray.training import Split, train_model as fit
+
+logger = get_logger(__name__)
+
+
+@step(experiment_tracker=TRACKER, enable_cache=False)
+def train_model(
+    train_set: Split, val_set: Split, manifest_hash: str, config: RunConfig, model_name: str
+) -> tuple[Annotated[keras.Model, "model"], Annotated[str, "mlflow_run_id"]]:
+    model_config = next(m for m in config.models if m.name == model_name)
+    data_version = dvc_data_version()
+    run_name = f"{model_name} · data {manifest_hash[:8]}"
+    with mlflow.start_run(run_name=run_name, nested=True) as run:
+        mlflow.set_tags({"model.variant": model_name, "model.kind": model_config.kind, "data.dvc_md5": data_version,
+                         "data.manifest_hash": manifest_hash, "git.commit": git_commit()})  # fmt: skip
+        mlflow.log_params(flat_params(config, model_name) | hardware())
+        mlflow.log_params({"data.train_images": len(train_set), "data.val_images": len(val_set)})
+        logger.info("Training %s (%s) on %d images, validating on %d", model_name, model_config.kind,
+                    len(train_set), len(val_set))  # fmt: skip
+        result = fit(
+            model_config, train_set, val_set,
+            n_classes=len(config.data.classes), image_size=config.data.image_size,
+            image_cache_key=image_cache(config).key, cache_dir=config.data.cache_dir,
+            class_weight=class_weights(train_set.labels, len(config.data.classes), config.rebalance.strategy),
+            callbacks=[mlflow.keras.MlflowCallback()],
+        )  # fmt: skip
+        mlflow.log_metrics({
+            "train_seconds": result.seconds,
+            "epochs_run": len(next(iter(result.history.values()), [])),
+            "parameters_total": result.model.count_params(),
+            "parameters_trainable": sum(int(keras.ops.size(w)) for w in result.model.trainable_weights),
+            "feature_cache_hits": result.feature_cache_hits,
+            "feature_cache_misses": result.feature_cache_misses,
+        })  # fmt: skip
+    return result.model, run.info.run_id

@@ -58,10 +58,27 @@ def run(config_path: str) -> None:
     ensure_experiment(config.tracking.experiment)
     settings = {"experiment_tracker": MLFlowExperimentTrackerSettings(experiment_name=config.tracking.experiment)}
     try:
-        training.with_options(settings=settings)(config=config)
-    except Exception as error:  # the step's own message is the useful part; ZenML already logged the trace
-        fail(f"pipeline failed: {type(error).__name__}: {str(error).strip()}")
+        run = training.with_options(settings=settings)(config=config)
+    except Exception as error:  # the failed step's own message is the useful part; ZenML logged the trace
+        fail(f"pipeline failed: {failed_steps_message() or str(error).strip()}")
+    click.echo(f"Pipeline run {run.name}: {run.status.value}.")
     click.echo(f"Done. Open the MLflow UI with `covid-xray ui` (tracking store: {uri}).")
+
+
+def failed_steps_message() -> str:
+    """'step X failed: message' for each failed step of the latest pipeline run."""
+    from zenml.client import Client
+    from zenml.enums import ExecutionStatus
+
+    runs = Client().list_pipeline_runs(sort_by="desc:created", size=1, hydrate=True).items
+    if not runs:
+        return ""
+    lines = []
+    for name, step in runs[0].steps.items():
+        if step.status == ExecutionStatus.FAILED:
+            info = step.exception_info
+            lines.append(f"step {name} failed: {info.message if info and info.message else 'see the log above'}")
+    return "\n".join(lines)
 
 
 @main.command()

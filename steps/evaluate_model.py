@@ -1,20 +1,19 @@
 """Test-set metrics with confidence intervals, per source, plots, and the model logged with MLflow's Keras flavor."""
 
 import tempfile
-from pathlib import Path
 from typing import Annotated
 
 import keras
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
 from zenml import step
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
 from covid_xray.metrics import confusion, covid_metrics, per_source_metrics, save_plots
 from covid_xray.stack import TRACKER
+from covid_xray.tracking import log_keras_model
 from covid_xray.training import Split, predict_proba
 
 logger = get_logger(__name__)
@@ -44,16 +43,7 @@ def evaluate_model(
         with tempfile.TemporaryDirectory() as folder:
             for path in save_plots(rows["label"], test_proba, classes, folder):
                 mlflow.log_artifact(path, "evaluation")
-            # save_model + log_artifacts: mlflow 3.17's keras log_model fails to write an input example.
-            example = test_set.images[:2, ..., None].astype("float32")
-            Path(folder, "model").mkdir()
-            mlflow.keras.save_model(
-                model, f"{folder}/model", input_example=example,
-                signature=infer_signature(example, predict_proba(model, test_set.images[:2])),
-                metadata={"classes": classes, "image_size": config.data.image_size},
-            )  # fmt: skip
-            mlflow.log_artifacts(f"{folder}/model", "model")
-        model_uri = f"runs:/{mlflow_run_id}/model"
+        model_uri = log_keras_model(model, test_set.images[:2, ..., None].astype("float32"), classes)
         mlflow.set_tag("model_uri", model_uri)
     return {"run_id": mlflow_run_id, "model_uri": model_uri, **{f"test_{k}": v for k, v in test.items()},
             **{f"val_{k}": v for k, v in val.items()}}  # fmt: skip

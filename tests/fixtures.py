@@ -41,3 +41,96 @@ def write_ieee8023(root: Path, n_per_class: int = 12, start_seed: int = 0, extra
         writer.writeheader()
         writer.writerows(rows)
     return folder
+
+
+def save(image: Image.Image, path: Path, format: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=format or ("JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"))
+    return path
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict], encoding: str = "utf-8", newline: str = "\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(columns)]
+    for row in rows:
+        cells = [str(row.get(c, "")) for c in columns]
+        lines.append(",".join(f'"{c}"' if "," in c else c for c in cells))
+    path.write_bytes((newline.join(lines) + newline).encode(encoding))
+    return path
+
+
+def write_actualmed(root: Path, n_per_class: int = 4, seed: int = 500) -> Path:
+    """Actualmed layout: CRLF metadata.csv with `imagename`, RGB PNGs, and a row with a blank finding."""
+    folder = root / "actualmed"
+    rows = []
+    for i in range(2 * n_per_class):
+        label = "covid" if i % 2 == 0 else "normal"
+        name = f"CR.1.2.840.{seed + i}.png"
+        save(xray_like(seed + i, label).convert("RGB"), folder / "images" / name)
+        rows.append({"patientid": f"ANON{seed + i}", "finding": "COVID-19" if label == "covid" else "No finding",
+                     "view": "AP", "modality": "X-ray", "imagename": name})  # fmt: skip
+    rows.append({"patientid": "ANON999", "finding": "", "view": "AP", "modality": "X-ray", "imagename": "blank.png"})
+    save(xray_like(999, "normal"), folder / "images" / "blank.png")
+    columns = ["patientid", "offset", "sex", "age", "finding", "survival", "temperature", "pO2 saturation", "view",
+               "modality", "imagename", "artifacts/distortion", "notes"]  # fmt: skip
+    write_csv(folder / "metadata.csv", columns, rows, newline="\r\n")
+    return folder
+
+
+def write_figure1(root: Path, seed: int = 600) -> Path:
+    """Figure1 layout: cp1252 metadata.csv without a file-name column; images/<patientid>.jpg or .png."""
+    folder = root / "figure1"
+    rows = [
+        {"patientid": "COVID-00001", "finding": "COVID-19", "view": "PA", "notes": "caf\u00e9 \u2013 78\u00b0F"},
+        {"patientid": "COVID-00002", "finding": "No finding", "view": "AP"},
+        {"patientid": "COVID-00003", "finding": "Pneumonia", "view": "PA"},
+    ]
+    save(xray_like(seed, "covid"), folder / "images" / "COVID-00001.jpg")
+    save(xray_like(seed + 1, "normal"), folder / "images" / "COVID-00002.png")
+    # COVID-00003 has no image file.
+    write_csv(folder / "metadata.csv", ["patientid", "offset", "sex", "age", "finding", "view", "modality", "notes"],
+              [r | {"modality": "X-ray"} for r in rows], encoding="cp1252")  # fmt: skip
+    return folder
+
+
+def write_darkcovidnet(root: Path, seed: int = 700) -> Path:
+    """DarkCovidNet layout: "X-Ray Image DataSet/{Covid-19,No_findings,Pneumonia}", NIH patient ids in file names."""
+    base = root / "darkcovidnet" / "X-Ray Image DataSet"
+    save(xray_like(seed, "covid").convert("RGBA"), base / "Covid-19" / "covid-a.png")
+    save(xray_like(seed + 1, "covid"), base / "Covid-19" / "covid-b.jpeg")
+    save(xray_like(seed + 2, "normal"), base / "No_findings" / "00001280_004.png")
+    save(xray_like(seed + 3, "normal"), base / "No_findings" / "00001280_005.png")
+    save(xray_like(seed + 4, "pneumonia"), base / "Pneumonia" / "00002000_000.png")
+    (base / "No_findings" / "Thumbs.db").write_bytes(b"not an image")
+    return root / "darkcovidnet"
+
+
+def write_covid19_image_dataset(root: Path, seed: int = 800) -> Path:
+    """Kaggle "Covid-19 Image Dataset": Covid19-dataset/{train,test}/{Covid,Normal,Viral Pneumonia}."""
+    base = root / "covid19-image-dataset" / "Covid19-dataset"
+    for part_index, part in enumerate(("train", "test")):
+        for class_index, folder in enumerate(("Covid", "Normal", "Viral Pneumonia")):
+            label = ("covid", "normal", "pneumonia")[class_index]
+            save(xray_like(seed + 10 * part_index + class_index, label).convert("RGB"), base / part / folder / "01.jpeg")
+    return root / "covid19-image-dataset"
+
+
+def write_kermany(root: Path, seed: int = 900) -> Path:
+    """Kermany chest_xray: {train,test,val}/{NORMAL,PNEUMONIA} with patient ids in the file names."""
+    base = root / "kermany" / "chest_xray"
+    save(xray_like(seed, "normal"), base / "train" / "NORMAL" / "IM-0115-0001.jpeg")
+    save(xray_like(seed + 1, "normal"), base / "test" / "NORMAL" / "NORMAL2-IM-1427-0001.jpeg")
+    save(xray_like(seed + 2, "pneumonia"), base / "train" / "PNEUMONIA" / "person1_bacteria_1.jpeg")
+    save(xray_like(seed + 3, "pneumonia"), base / "val" / "PNEUMONIA" / "person1_virus_6.jpeg")
+    return root / "kermany"
+
+
+def write_radiography(root: Path, seed: int = 950) -> Path:
+    """COVID-19 Radiography Database (newer layout): <class>/{images,masks}/ plus metadata .xlsx files."""
+    base = root / "radiography" / "COVID-19_Radiography_Dataset"
+    for i, (folder, label) in enumerate((("COVID", "covid"), ("Normal", "normal"), ("Lung_Opacity", "pneumonia"),
+                                         ("Viral Pneumonia", "pneumonia"))):  # fmt: skip
+        save(xray_like(seed + i, label), base / folder / "images" / f"{folder}-1.png")
+        save(xray_like(seed + 50 + i, label), base / folder / "masks" / f"{folder}-1.png")
+    (base / "COVID.metadata.xlsx").write_bytes(b"PK\x03\x04 (spreadsheet)")
+    return root / "radiography"

@@ -26,7 +26,7 @@ def read_actualmed(folder: Path, source: str = "actualmed") -> SourceScan:
             scan.drop(where, f"view {view!r} is not frontal")
         else:
             scan.add(
-                f"images/{row['imagename']}",
+                str(Path("images", row["imagename"])),
                 label=LABELS.get(row["finding"].lower()),
                 finding=row["finding"],
                 patient_id=row["patientid"],

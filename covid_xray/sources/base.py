@@ -141,10 +141,12 @@ def scan_labelled_folders(
         if folder is None:
             continue
         for path in sorted(folder.rglob("*")):
-            if not path.is_file() or "masks" in path.relative_to(folder).parts:
+            if not path.is_file():
                 continue
             relative = str(path.relative_to(scan.folder))
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if "masks" in path.relative_to(folder).parts:
+                scan.drop(relative, "segmentation mask, not a radiograph")
+            elif path.suffix.lower() not in IMAGE_SUFFIXES:
                 scan.drop(relative, "not an image file name")
             elif label is None:
                 scan.drop(relative, f"class folder {folder_name!r} is not a project class")

@@ -18,7 +18,8 @@ def read_covid19_image_dataset(folder: Path, source: str = "covid19-image-datase
     require_folder(base)
     for part in ("train", "test"):
         if (base / part).is_dir():
-            scan_labelled_folders(scan, base / part, FOLDERS, lambda p, part=part: f"{part}-{p.stem}")
+            # File names repeat across class folders (Covid/01.jpeg, Normal/01.jpeg): the id is the whole path.
+            scan_labelled_folders(scan, base / part, FOLDERS, lambda p: str(p.relative_to(base).with_suffix("")))
         else:
             scan.drop(f"Covid19-dataset/{part}", "split folder missing")
     return scan

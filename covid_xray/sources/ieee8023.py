@@ -46,7 +46,7 @@ def read_ieee8023(folder: Path, source: str = "ieee8023") -> SourceScan:
         else:
             image_folder = row.get("folder") or "images"
             scan.add(
-                f"{image_folder}/{row['filename']}",
+                str(Path(image_folder, row["filename"])),  # an absolute file name stays absolute: unsafe
                 label=label_of_finding(row["finding"]),
                 finding=row["finding"],
                 patient_id=row["patientid"],

@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from covid_xray.config import ConfigError, load_config, parse_config
+
+
+def raw() -> dict:
+    return yaml.safe_load(Path("configs/tiny.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs").glob("*.yaml")))
+def test_shipped_configs_are_valid(path: Path):
+    assert load_config(path).models
+
+
+def test_unknown_key_is_named():
+    config = raw()
+    config["data"]["imgae_size"] = 64
+    with pytest.raises(ConfigError, match=r"data\.imgae_size: unknown key"):
+        parse_config(config, "tiny.yaml")
+
+
+def test_wrong_type_and_out_of_range_threshold_are_named():
+    config = raw()
+    config["data"]["image_size"] = "big"
+    config["promotion"]["min_accuracy"] = 1.5
+    with pytest.raises(ConfigError) as error:
+        parse_config(config, "x.yaml")
+    assert "data.image_size: Input should be a valid integer" in str(error.value)
+    assert "promotion.min_accuracy: Input should be less than or equal to 1" in str(error.value)
+
+
+def test_class_list_must_be_known_classes_with_covid():
+    config = raw()
+    config["data"]["classes"] = ["normal", "pneumonia"]
+    with pytest.raises(ConfigError, match="must include 'covid'"):
+        parse_config(config)
+    config["data"]["classes"] = ["covid", "tuberculosis"]
+    with pytest.raises(ConfigError, match=r"data\.classes\.1: Input should be 'covid', 'normal' or 'pneumonia'"):
+        parse_config(config)
+
+
+def test_duplicate_model_and_source_names_are_refused():
+    config = raw()
+    config["models"].append(dict(config["models"][0]))
+    with pytest.raises(ConfigError, match="model names must be unique"):
+        parse_config(config)
+    config = raw()
+    config["data"]["sources"].append({"reader": "ieee8023", "path": "other"})
+    with pytest.raises(ConfigError, match="source names must be unique"):
+        parse_config(config)
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")

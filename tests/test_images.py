@@ -1,0 +1,75 @@
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures import save, xray_like
+from PIL import Image
+
+from covid_xray.images import ImageCache, ImageError, decode_grayscale, quality_problem, sha256_file
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
+def test_every_colour_mode_decodes_to_grayscale(tmp_path: Path, mode: str):
+    image = xray_like(1, "covid").convert(mode)
+    decoded = decode_grayscale(save(image, tmp_path / f"x.{'jpg' if mode in ('RGB', 'L') else 'png'}"))
+    assert decoded.mode == "L" and decoded.size == (96, 96)
+
+
+def test_sixteen_bit_png_is_scaled_to_full_8_bit_range(tmp_path: Path):
+    array = (np.arange(96 * 96).reshape(96, 96) % 4096).astype(np.uint16)
+    Image.fromarray(array).save(tmp_path / "deep.png")
+    decoded = np.asarray(decode_grayscale(tmp_path / "deep.png"))
+    assert decoded.min() == 0 and decoded.max() == 255
+
+
+def test_png_named_jpg_is_read_by_content(tmp_path: Path):
+    path = save(xray_like(2, "normal"), tmp_path / "really-a-png.jpg", format="PNG")
+    assert decode_grayscale(path).size == (96, 96)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path):
+    image = xray_like(3, "normal").resize((120, 60))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise when shown
+    image.save(tmp_path / "rotated.jpg", exif=exif)
+    assert decode_grayscale(tmp_path / "rotated.jpg").size == (60, 120)
+
+
+def test_bad_files_raise_image_error_with_reason(tmp_path: Path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match="empty file"):
+        decode_grayscale(tmp_path / "empty.png")
+    (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.4\n1 0 obj\n")
+    with pytest.raises(ImageError, match="not a readable image"):
+        decode_grayscale(tmp_path / "doc.pdf")
+    buffer = io.BytesIO()
+    xray_like(4, "covid").save(buffer, format="PNG")
+    (tmp_path / "truncated.png").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        decode_grayscale(tmp_path / "truncated.png")
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path):
+    Image.new("L", (3000, 3000)).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match="image too large: 3000x3000 = 9000000 pixels > 1000000"):
+        decode_grayscale(tmp_path / "big.png", max_pixels=1_000_000)
+
+
+def test_quality_problems():
+    assert quality_problem(Image.new("L", (40, 200), 0), min_side=64) == "image too small: 40x200 (minimum side 64)"
+    assert quality_problem(Image.new("L", (100, 500), 0), min_side=64) == "extreme aspect ratio 100x500"
+    assert quality_problem(Image.new("L", (100, 100), 128), min_side=64) == "nearly constant image"
+    assert quality_problem(xray_like(5, "covid"), min_side=64) is None
+
+
+def test_cache_decodes_once_and_again_when_settings_change(tmp_path: Path):
+    path = save(xray_like(6, "covid"), tmp_path / "a.png")
+    sha = sha256_file(path)
+    cache = ImageCache(tmp_path / "cache", image_size=32, max_pixels=10**7, min_side=32)
+    first = cache.get(path, sha)
+    second = cache.get(path, sha)
+    assert (cache.misses, cache.hits) == (1, 1)
+    assert np.array_equal(first.pixels, second.pixels) and first.pixels.shape == (32, 32)
+    other = ImageCache(tmp_path / "cache", image_size=48, max_pixels=10**7, min_side=32)
+    assert other.get(path, sha).pixels.shape == (48, 48) and other.misses == 1

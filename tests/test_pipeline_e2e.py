@@ -1,0 +1,110 @@
+"""The whole ZenML pipeline through the CLI, on generated data, in an isolated ZenML and MLflow home."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from fixtures import write_ieee8023
+from mlflow import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+MODEL = "covid-xray-tiny"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    write_ieee8023(tmp / "data", n_per_class=16)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_"))}
+    env |= {"COVID_XRAY_HOME": str(tmp / "home"), "PYTHONUNBUFFERED": "1"}
+
+    def config(name: str, **promotion) -> Path:
+        raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+        raw["data"] |= {"root": str(tmp / "data"), "cache_dir": str(tmp / "cache")}
+        raw["promotion"] |= promotion
+        path = tmp / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "covid_xray.cli", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=900)  # fmt: skip
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp / 'home' / 'mlflow.db'}")
+    return tmp, config, cli, client
+
+
+def test_pipeline_trains_tracks_registers_and_promotes(project):
+    tmp, config, cli, client = project
+    result = cli("run", "--config", str(config("pass")))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    experiment = client.get_experiment_by_name("covid-xray-training")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`model.variant` != ''")
+    assert sorted(r.data.tags["model.variant"] for r in runs) == ["cnn-tiny", "vgg16-tiny"]
+    for run in runs:
+        assert run.data.params["model.kind"] in ("vgg16", "cnn") and run.data.params["data.image_size"] == "32"
+        assert {"test_accuracy", "test_sensitivity_ci_low", "test_roc_auc", "val_balanced_accuracy"} <= set(run.data.metrics)
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 2  # one point per epoch
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+        assert "evaluation/confusion_matrix.png" in artifacts and "evaluation/test_predictions.csv" in artifacts
+    parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["validation"] == "passed"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "validation")} >= {"validation/report.html"}
+
+    versions = client.search_model_versions(f"name = '{MODEL}'")
+    assert len(versions) == 1
+    assert client.get_model_version_by_alias(MODEL, "champion").version == versions[0].version
+
+
+def test_failing_gate_registers_without_moving_the_champion(project):
+    tmp, config, cli, client = project
+    result = cli("run", "--config", str(config("strict", min_accuracy=1.0, min_sensitivity=1.0, min_specificity=1.0)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    versions = sorted(client.search_model_versions(f"name = '{MODEL}'"), key=lambda v: int(v.version))
+    assert len(versions) == 2
+    assert client.get_model_version_by_alias(MODEL, "champion").version == versions[0].version
+    assert client.get_model_version(MODEL, versions[1].version).tags["promotion_decision"] == "rejected"
+
+
+def test_failed_validation_stops_before_training_with_report(project):
+    tmp, config, cli, client = project
+    path = config("broken")
+    raw = yaml.safe_load(path.read_text())
+    raw["validation"]["min_images_per_class"] = 1000
+    path.write_text(yaml.safe_dump(raw))
+    result = cli("run", "--config", str(path))
+    assert result.returncode == 1
+    assert "expect_column_values_to_be_between(count)" in result.stderr
+    assert "Traceback" not in result.stderr.splitlines()[-1]
+    assert len(client.search_model_versions(f"name = '{MODEL}'")) == 2  # nothing new registered
+    experiment = client.get_experiment_by_name("covid-xray-training")
+    failed = client.search_runs([experiment.experiment_id], filter_string="tags.validation LIKE 'failed%'")
+    assert len(failed) == 1
+    assert "validation/report.html" in {a.path for a in client.list_artifacts(failed[0].info.run_id, "validation")}
+
+
+def test_predict_answers_good_images_and_reports_bad_ones(project):
+    tmp, _, cli, _ = project
+    (tmp / "not-an-image.png").write_text("hello")
+    good = tmp / "data/ieee8023/images/img-0000.jpg"
+    result = cli("predict", "--model-name", MODEL, "--json", str(good), str(tmp / "missing.png"), str(tmp / "not-an-image.png"))
+    assert result.returncode == 1
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["path"] == str(good) and answer["class"] in ("covid", "normal")
+    assert 0.0 <= answer["covid_probability"] <= 1.0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("covid-xray: error:")]
+    assert errors == [f"covid-xray: error: {tmp / 'missing.png'}: file not found",
+                      f"covid-xray: error: {tmp / 'not-an-image.png'}: not a readable image (UnidentifiedImageError)"]  # fmt: skip
+
+
+def test_predict_without_a_champion_is_one_clear_line(project):
+    _, _, cli, _ = project
+    result = cli("predict", "--model-name", "no-such-model", "x.png")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("covid-xray: error: no model registered as no-such-model@champion")

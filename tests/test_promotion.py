@@ -1,0 +1,128 @@
+"""The promotion gate against a real MLflow registry (SQLite in a temporary folder)."""
+
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from covid_xray.config import PromotionConfig
+from covid_xray.metrics import covid_metrics
+from covid_xray.tracking import log_keras_model
+from covid_xray.promotion import CHALLENGER, CHAMPION, PREVIOUS, decide, promote_run, rollback
+
+CLASSES = ["covid", "normal"]
+NAME = "gate-test"
+
+
+@pytest.fixture
+def client(tmp_path: Path, monkeypatch) -> MlflowClient:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment(experiment_name="gate", )
+    yield MlflowClient()
+    mlflow.set_tracking_uri(None)
+
+
+def make_test_images():
+    rng = np.random.default_rng(0)
+    bright = rng.uniform(150, 255, (20, 8, 8))
+    dark = rng.uniform(0, 100, (20, 8, 8))
+    images = np.concatenate([bright, dark]).astype(np.uint8)
+    labels = np.array([0] * 20 + [1] * 20, np.int32)  # bright = covid
+    return images, labels, [f"{i:04d}" for i in range(40)]
+
+
+def brightness_model(threshold: float, sign: float = 1.0) -> keras.Model:
+    """Predicts covid when mean brightness is above `threshold` (sign=-1 inverts it: a bad model)."""
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    weights = np.zeros((64, 2), np.float32)
+    weights[:, 0] = sign * 0.5 / 64
+    model.layers[-1].set_weights([weights, np.array([-sign * threshold * 0.5, 0], np.float32)])
+    return model
+
+
+def logged_run(model: keras.Model, images, labels, keys) -> str:
+    proba = model.predict(images[..., None].astype("float32"), verbose=0)
+    truth = np.asarray(CLASSES)[labels]
+    with mlflow.start_run() as run:
+        model_uri = log_keras_model(model, images[:2, ..., None].astype("float32"), CLASSES)
+        mlflow.log_metrics({f"test_{k}": v for k, v in covid_metrics(truth, proba, CLASSES).items() if np.isfinite(v)})
+        frame = pd.DataFrame({"sha256": keys, "source": "s", "label": truth, "p_covid": proba[:, 0], "p_normal": proba[:, 1]})
+        mlflow.log_text(frame.to_csv(index=False), "evaluation/test_predictions.csv")
+        mlflow.set_tag("model_uri", model_uri)
+    return run.info.run_id
+
+
+GATE = PromotionConfig(model_name=NAME, min_accuracy=0.6, min_sensitivity=0.5, min_specificity=0.5)
+
+
+def promote(client, model):
+    images, labels, keys = make_test_images()
+    return promote_run(client, logged_run(model, images, labels, keys), images, labels, keys, CLASSES, GATE)
+
+
+def champion(client) -> str:
+    return client.get_model_version_by_alias(NAME, CHAMPION).version
+
+
+def test_no_champion_yet_thresholds_alone_decide(client):
+    version, decision = promote(client, brightness_model(128))
+    assert decision.promote and "no champion yet" in decision.reasons
+    assert champion(client) == version
+    assert client.get_model_version(NAME, version).tags["promotion_decision"] == "promoted"
+
+
+def test_failing_thresholds_register_but_do_not_promote(client):
+    version, decision = promote(client, brightness_model(128, sign=-1))
+    assert not decision.promote and decision.reasons[0].startswith("accuracy 0.000 < 0.600")
+    assert client.get_model_version_by_alias(NAME, CHALLENGER).version == version
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        client.get_model_version_by_alias(NAME, CHAMPION)
+
+
+def test_worse_candidate_is_not_promoted_and_champion_stays(client):
+    first, _ = promote(client, brightness_model(128))
+    lenient = PromotionConfig(model_name=NAME, min_accuracy=0.0, min_sensitivity=0.0, min_specificity=0.0)
+    images, labels, keys = make_test_images()
+    worse = logged_run(brightness_model(200), images, labels, keys)  # misses the dimmer covid images
+    version, decision = promote_run(client, worse, images, labels, keys, CLASSES, lenient)
+    assert not decision.promote and any("below champion" in r for r in decision.reasons)
+    assert champion(client) == first != version
+
+
+def test_better_candidate_is_promoted_and_old_champion_becomes_previous(client):
+    first, _ = promote(client, brightness_model(190))
+    second, decision = promote(client, brightness_model(128))
+    assert decision.promote, decision.reasons
+    assert champion(client) == second
+    assert client.get_model_version_by_alias(NAME, PREVIOUS).version == first
+    assert rollback(client, NAME) == (second, first)
+    assert champion(client) == first
+
+
+def test_crash_between_registering_and_aliasing_leaves_the_old_champion(client, monkeypatch):
+    first, _ = promote(client, brightness_model(190))
+    real = MlflowClient.set_registered_model_alias
+
+    def crash_on_champion(self, name, alias, version):
+        if alias == CHAMPION:
+            raise RuntimeError("registry went away")
+        return real(self, name, alias, version)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", crash_on_champion)
+    with pytest.raises(RuntimeError):
+        promote(client, brightness_model(128))
+    monkeypatch.undo()
+    assert champion(client) == first
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 2
+
+
+def test_decide_refuses_invalid_data_and_nan_metrics():
+    assert not decide({"accuracy": 1, "sensitivity": 1, "specificity": 1}, GATE, valid_data=False).promote
+    assert not decide({"accuracy": float("nan"), "sensitivity": 1, "specificity": 1}, GATE).promote
+    lower = PromotionConfig(model_name=NAME, min_accuracy=0.8, min_sensitivity=0, min_specificity=0, use_lower_ci=True)
+    assert not decide({"accuracy": 0.85, "accuracy_ci_low": 0.7, "sensitivity": 1, "specificity": 1}, lower).promote

@@ -38,7 +38,8 @@ def main() -> None:
 
 @main.command()
 @click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True, help="Run configuration YAML.")
-def run(config_path: str) -> None:
+@click.option("--metrics-dir", default=None, help="Also write DVC metrics and plot data (e.g. eval) for this run.")
+def run(config_path: str, metrics_dir: str | None) -> None:
     """Run the training pipeline on the local ZenML stack."""
     config = _config(config_path)
     uri = prepare_environment(config.tracking.uri)
@@ -62,6 +63,11 @@ def run(config_path: str) -> None:
     except Exception as error:  # the failed step's own message is the useful part; ZenML logged the trace
         fail(f"pipeline failed: {failed_steps_message() or str(error).strip()}")
     click.echo(f"Pipeline run {run.name}: {run.status.value}.")
+    if metrics_dir:
+        from .report import write_dvc_outputs
+
+        written = write_dvc_outputs(uri, config.tracking.experiment, run.name, metrics_dir, config.data.classes)
+        click.echo(f"DVC metrics written to {written}")
     click.echo(f"Done. Open the MLflow UI with `covid-xray ui` (tracking store: {uri}).")
 
 
@@ -182,5 +188,17 @@ def rollback(model_name: str) -> None:
     click.echo(f"{model_name}: champion is now version {new} (was {old})")
 
 
+def entry() -> None:
+    """Console entry point: unexpected errors end in one line (COVID_XRAY_DEBUG=1 shows the traceback)."""
+    import os
+
+    try:
+        main(standalone_mode=True)
+    except Exception as error:  # noqa: BLE001 - the last line of defence against a traceback for the user
+        if os.environ.get("COVID_XRAY_DEBUG"):
+            raise
+        fail(f"{type(error).__name__}: {error} (set COVID_XRAY_DEBUG=1 for the traceback)")
+
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -46,3 +48,40 @@ def test_split_of_run(client: MlflowClient, run_id: str, classes: list[str]) -> 
     frame = pd.read_csv(io.StringIO(text), dtype={"sha256": str})
     labels = frame["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int32)
     return list(frame["sha256"]), labels
+
+
+def write_dvc_outputs(
+    uri: str, experiment: str, pipeline_run_name: str, folder: str | Path, classes: list[str]
+) -> Path:
+    """Metrics (JSON) and plot data (CSV) of one pipeline run's model variants, in the layout dvc.yaml declares."""
+    from sklearn.metrics import roc_curve
+
+    mlflow.set_tracking_uri(uri)  # the experiment tracker resets it after the pipeline's steps
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    parents = client.search_runs([found.experiment_id], filter_string=f"tags.`mlflow.runName` = '{pipeline_run_name}'")
+    if not parents:
+        raise LookupError(f"no MLflow run named {pipeline_run_name!r} in experiment {experiment!r}")
+    parent = parents[0]
+    children = client.search_runs([found.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")  # fmt: skip
+    folder = Path(folder)
+    metrics: dict = {"promotion": parent.data.tags.get("promotion.decision", "none"), "models": {}}
+    for run in children:
+        variant = run.data.tags.get("model.variant")
+        if not variant or "model_uri" not in run.data.tags:
+            continue
+        metrics["models"][variant] = {k.removeprefix("test_"): round(v, 4) for k, v in sorted(run.data.metrics.items())
+                                      if k.startswith("test_") and "_ci_" not in k}  # fmt: skip
+        text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/evaluation/test_predictions.csv")
+        frame = pd.read_csv(io.StringIO(text), dtype={"sha256": str})
+        proba = frame[[f"p_{c}" for c in classes]].to_numpy()
+        for kind in ("roc", "confusion"):
+            (folder / "plots" / kind).mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"actual": frame["label"], "predicted": np.asarray(classes)[proba.argmax(axis=1)]}).to_csv(
+            folder / "plots" / "confusion" / f"{variant}.csv", index=False)  # fmt: skip
+        fpr, tpr, _ = roc_curve(frame["label"] == "covid", frame["p_covid"])
+        pd.DataFrame({"fpr": fpr, "tpr": tpr}).to_csv(folder / "plots" / "roc" / f"{variant}.csv", index=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return folder / "metrics.json"

@@ -83,8 +83,9 @@ class FeatureCache:
         self.misses += len(missing)
         if missing:
             self.folder.mkdir(parents=True, exist_ok=True)
+            # Keras' progress bar: on a CPU this is the slow part of a first run (cached afterwards).
             computed = extractor.predict(split.images[missing][..., None].astype("float32"),
-                                         batch_size=batch_size, verbose=0)  # fmt: skip
+                                         batch_size=batch_size, verbose=1 if len(missing) > batch_size else 0)  # fmt: skip
             for i, vector in zip(missing, computed):
                 np.save(files[i], vector.astype("float32"))
         return np.stack([np.load(file) for file in files]) if files else np.zeros((0, 0), "float32")

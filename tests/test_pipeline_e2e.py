@@ -41,8 +41,11 @@ def project(tmp_path_factory):
 
 def test_pipeline_trains_tracks_registers_and_promotes(project):
     tmp, config, cli, client = project
-    result = cli("run", "--config", str(config("pass")))
+    result = cli("run", "--config", str(config("pass")), "--metrics-dir", str(tmp / "eval"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    dvc_metrics = json.loads((tmp / "eval/metrics.json").read_text())
+    assert sorted(dvc_metrics["models"]) == ["cnn-tiny", "vgg16-tiny"] and dvc_metrics["promotion"].startswith("promoted")
+    assert (tmp / "eval/plots/roc/cnn-tiny.csv").read_text().startswith("fpr,tpr")
 
     experiment = client.get_experiment_by_name("covid-xray-training")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.`model.variant` != ''")

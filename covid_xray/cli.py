@@ -51,6 +51,8 @@ def run(config_path: str, metrics_dir: str | None) -> None:
         fail(str(error), 2)
     from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import MLFlowExperimentTrackerSettings
 
+    from zenml import Model
+
     from pipelines.training import training
 
     from .stack import ensure_experiment, ensure_local_stack
@@ -59,7 +61,8 @@ def run(config_path: str, metrics_dir: str | None) -> None:
     ensure_experiment(config.tracking.experiment)
     settings = {"experiment_tracker": MLFlowExperimentTrackerSettings(experiment_name=config.tracking.experiment)}
     try:
-        run = training.with_options(settings=settings)(config=config)
+        model = Model(name=config.promotion.model_name, description="COVID-19 detector for chest X-rays")
+        run = training.with_options(settings=settings, model=model)(config=config)
     except Exception as error:  # the failed step's own message is the useful part; ZenML logged the trace
         fail(f"pipeline failed: {failed_steps_message() or str(error).strip()}")
     click.echo(f"Pipeline run {run.name}: {run.status.value}.")

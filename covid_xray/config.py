@@ -48,6 +48,15 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _classes_unique_with_covid(self) -> "DataConfig":
+        from .sources import READER_CLASSES
+
+        unknown = [s.reader for s in self.sources if s.reader not in READER_CLASSES]
+        if unknown:
+            raise ValueError(f"unknown reader(s) {unknown}; known: {sorted(READER_CLASSES)}")
+        provided = set().union(*(READER_CLASSES[s.reader] for s in self.sources))
+        missing = [c for c in self.classes if c not in provided]
+        if missing:
+            raise ValueError(f"no configured source provides class(es) {missing}")
         labels = [s.label for s in self.sources]
         if len(set(labels)) != len(labels):
             raise ValueError(f"source names must be unique (set `name` when a reader is used twice), got {labels}")

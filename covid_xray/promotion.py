@@ -54,18 +54,22 @@ def decide(
             reasons.append(f"{label} {value:.3f} >= {minimum:.3f}")
     if champion_correct is None:
         reasons.append("no champion yet")
+    elif len(champion_correct) == 0:
+        passed = False
+        reasons.append("no test image the champion did not train on: cannot compare")
     else:
         candidate_accuracy, champion_accuracy = float(candidate_correct.mean()), float(champion_correct.mean())
         b, c, p = mcnemar_worse(candidate_correct, champion_correct)
         if candidate_accuracy + config.max_accuracy_drop < champion_accuracy:
             passed = False
-            reasons.append(f"accuracy {candidate_accuracy:.3f} below champion's {champion_accuracy:.3f}")
+            reasons.append(f"accuracy {candidate_accuracy:.3f} below champion's {champion_accuracy:.3f} "
+                           f"on {len(champion_correct)} test images")  # fmt: skip
         elif p < config.mcnemar_alpha:
             passed = False
             reasons.append(f"significantly worse than champion (McNemar b={b}, c={c}, p={p:.3g})")
         else:
-            reasons.append(f"no worse than champion ({candidate_accuracy:.3f} vs {champion_accuracy:.3f}, "
-                           f"McNemar p={p:.3g})")  # fmt: skip
+            reasons.append(f"no worse than champion ({candidate_accuracy:.3f} vs {champion_accuracy:.3f} on "
+                           f"{len(champion_correct)} test images, McNemar p={p:.3g})")  # fmt: skip
     return Decision(passed, reasons)
 
 
@@ -132,6 +136,24 @@ def champion_correct_on(model_uri: str, images: np.ndarray, labels: np.ndarray, 
     return predicted == np.asarray(classes)[labels]
 
 
+def training_keys(client: MlflowClient, version) -> set[str]:
+    """Content keys of the images the model version was trained or validated on (from its pipeline run's manifest)."""
+    import io
+
+    import pandas as pd
+
+    run_id = (version.tags or {}).get("run_id") or version.run_id
+    parent = client.get_run(run_id).data.tags.get("mlflow.parentRunId") if run_id else None
+    if not parent:
+        return set()
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{parent}/data/manifest.csv")
+    except (MlflowException, OSError):
+        return set()
+    frame = pd.read_csv(io.StringIO(text), dtype={"sha256": str})
+    return set(frame.loc[frame["split"] != "test", "sha256"])
+
+
 def best_run(client: MlflowClient, run_ids: list[str]) -> str:
     """The run with the best validation balanced accuracy (then ROC AUC): chosen on validation, not test data."""
 
@@ -153,7 +175,12 @@ def promote_run(
     champion = current_champion(client, config.model_name)
     champion_correct = None
     if champion is not None:
-        champion_correct = champion_correct_on(f"models:/{config.model_name}/{champion.version}", images, labels, classes)
+        # Compare only on test images the champion never saw: after a data or split change, some of today's
+        # test images may have been in its training split, which would flatter it.
+        unseen = ~np.isin(keys, list(training_keys(client, champion)))
+        champion_correct = champion_correct_on(f"models:/{config.model_name}/{champion.version}", images[unseen],
+                                               labels[unseen], classes)  # fmt: skip
+        candidate = candidate[unseen]
     decision = decide(metrics, config, candidate, champion_correct, valid_data)
     if force_reason and not decision.promote:
         decision = Decision(True, [*decision.reasons, f"forced: {force_reason}"])

@@ -171,8 +171,3 @@ def train_model(
     result.seconds = time.perf_counter() - started
     return result
 
-
-def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    if len(images) == 0:
-        return np.zeros((0, model.output_shape[-1]), "float32")
-    return model.predict(images[..., None].astype("float32"), batch_size=batch_size, verbose=0)

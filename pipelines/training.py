@@ -5,7 +5,7 @@ run, nested under the pipeline run. Training starts only after validation has pa
 promotion gate sees every variant and the validation result.
 """
 
-from zenml import pipeline
+from zenml import Model, pipeline
 
 from covid_xray.config import RunConfig
 from steps.evaluate_model import evaluate_model
@@ -16,7 +16,7 @@ from steps.train_model import train_model
 from steps.validate_data import validate_data
 
 
-@pipeline(enable_cache=False)
+@pipeline(enable_cache=False, model=Model(name="covid-xray", description="COVID-19 detector for chest X-rays"))
 def training(config: RunConfig) -> None:
     manifest, _drops = ingest_data(config)
     split_manifest, train_set, val_set, test_set, manifest_hash = prepare_data(manifest, config)

@@ -11,10 +11,12 @@ from zenml import step
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
+from covid_xray.explain import grad_cam, predict_with_features, sample_per_class, save_grad_cam_figure, shortcut_check
 from covid_xray.metrics import confusion, covid_metrics, per_source_metrics, save_plots
+from covid_xray.rebalance import cramers_v
 from covid_xray.stack import TRACKER
 from covid_xray.tracking import log_keras_model
-from covid_xray.training import Split, predict_proba
+from covid_xray.training import Split
 
 logger = get_logger(__name__)
 
@@ -26,8 +28,8 @@ def evaluate_model(
 ) -> Annotated[dict, "test_metrics"]:
     classes = config.data.classes
     rows = split_manifest.set_index("sha256").loc[test_set.keys].reset_index()
-    test_proba = predict_proba(model, test_set.images)
-    val_proba = predict_proba(model, val_set.images)
+    test_proba, test_features = predict_with_features(model, test_set.images)
+    val_proba, val_features = predict_with_features(model, val_set.images)
     test = covid_metrics(rows["label"].to_numpy(), test_proba, classes)
     val = covid_metrics(np.asarray(classes)[val_set.labels], val_proba, classes)
     by_source = per_source_metrics(rows, test_proba, classes)
@@ -43,6 +45,20 @@ def evaluate_model(
         with tempfile.TemporaryDirectory() as folder:
             for path in save_plots(rows["label"], test_proba, classes, folder):
                 mlflow.log_artifact(path, "evaluation")
+            shown = sample_per_class(test_set.labels, per_class=4)
+            heatmaps = grad_cam(model, test_set.images[shown], classes.index("covid"))
+            titles = [f"{rows['source'][i]} · {rows['label'][i]} · p(covid) {test_proba[i, classes.index('covid')]:.2f}"
+                      for i in shown]  # fmt: skip
+            save_grad_cam_figure(test_set.images[shown], heatmaps, titles, f"{folder}/grad_cam.png")
+            mlflow.log_artifact(f"{folder}/grad_cam.png", "evaluation")
+        held_out = split_manifest.set_index("sha256").loc[val_set.keys + test_set.keys]
+        shortcut, warning = shortcut_check(np.concatenate([val_features, test_features]), held_out["source"].to_numpy(),
+                                           held_out["group_id"].to_numpy(),
+                                           cramers_v(split_manifest[split_manifest["split"] == "train"]))  # fmt: skip
+        mlflow.log_metrics({f"shortcut.{k}": v for k, v in shortcut.items() if np.isfinite(v)})
+        if warning:
+            mlflow.set_tag("warning.shortcut", warning)
+            logger.warning(warning)
         model_uri = log_keras_model(model, test_set.images[:2, ..., None].astype("float32"), classes)
         mlflow.set_tag("model_uri", model_uri)
     return {"run_id": mlflow_run_id, "model_uri": model_uri, **{f"test_{k}": v for k, v in test.items()},

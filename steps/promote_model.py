@@ -5,7 +5,8 @@ from typing import Annotated
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
-from zenml import step
+from zenml import get_step_context, step
+from zenml.enums import ModelStages
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
@@ -33,4 +34,9 @@ def promote_model(test_set: Split, validation_passed: bool, config: RunConfig) -
     logger.info("Model %s version %s %s", config.promotion.model_name, version, decision.summary)
     mlflow.set_tags({"promotion.candidate_run": candidate, "promotion.version": version,
                      "promotion.decision": decision.summary[:5000]})  # fmt: skip
+    # The ZenML model version of this pipeline run mirrors the registry: production for the champion.
+    zenml_model = get_step_context().model
+    zenml_model.log_metadata({"mlflow_registered_model": config.promotion.model_name, "mlflow_version": version,
+                              "mlflow_run_id": candidate, "promotion": decision.summary[:2000]})  # fmt: skip
+    zenml_model.set_stage(ModelStages.PRODUCTION if decision.promote else ModelStages.STAGING, force=True)
     return f"{config.promotion.model_name} v{version} {decision.summary}"

@@ -13,13 +13,13 @@ def xray_like(seed: int, label: str, size: int = 96) -> Image.Image:
     """A grayscale picture with a random texture of its own and a class signal a small model can learn."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size] / size
-    image = 60 + 80 * np.exp(-((x - 0.5) ** 2) / 0.08) + rng.normal(0, 25, (size, size))
-    for _ in range(6):
-        cx, cy, r = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.03, 0.12)
-        image += rng.uniform(-60, 60) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / r**2)
+    image = 100 + 30 * np.exp(-((x - 0.5) ** 2) / 0.08) + rng.normal(0, 25, (size, size))
+    for _ in range(10):  # a texture of its own, so that no two generated pictures look like copies
+        cx, cy, r = rng.uniform(0.05, 0.95), rng.uniform(0.05, 0.95), rng.uniform(0.05, 0.2)
+        image += rng.uniform(-90, 90) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / r**2)
     if label == "covid":  # bright patches in both lower lung fields
         for cx in (0.3, 0.7):
-            image += 70 * np.exp(-((x - cx) ** 2 + (y - 0.7) ** 2) / 0.02)
+            image += 50 * np.exp(-((x - cx) ** 2 + (y - 0.7) ** 2) / 0.02)
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), mode="L")
 
 

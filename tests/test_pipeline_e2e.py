@@ -111,3 +111,71 @@ def test_predict_without_a_champion_is_one_clear_line(project):
     result = cli("predict", "--model-name", "no-such-model", "x.png")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("covid-xray: error: no model registered as no-such-model@champion")
+
+
+def test_champion_loads_with_pyfunc_and_zenml_model_is_in_production(project):
+    tmp, _, _, client = project
+    import mlflow
+    import numpy as np
+
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+        proba = np.asarray(model.predict(np.full((1, 32, 32, 1), 128, "float32")))
+        assert proba.shape == (1, 2) and abs(float(proba.sum()) - 1) < 1e-4
+    finally:
+        mlflow.set_tracking_uri(None)
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    run = client.get_run(champion.tags["run_id"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert "evaluation/grad_cam.png" in artifacts and "evaluation/calibration.png" in artifacts
+    assert "shortcut.source_accuracy" in run.data.metrics or "shortcut.source_majority_rate" in run.data.metrics
+    assert run.data.tags["data.manifest_hash"] and run.data.params["hardware.gpus"] == "none"
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_"))}
+    env |= {"ZENML_CONFIG_PATH": str(tmp / "home" / "zenml"), "ZENML_REPOSITORY_PATH": str(tmp / "home")}
+    script = (f"from zenml.client import Client; v = Client().get_model_version('{MODEL}', 'production');"
+              "print(v.run_metadata['mlflow_version'])")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == str(champion.version), out.stderr[-2000:]
+
+
+def test_mlflow_serves_the_champion_and_answers_an_image(project):
+    import socket
+    import time
+    import urllib.request
+
+    import numpy as np
+
+    from covid_xray.images import decode_grayscale, resize_square
+
+    tmp, _, _, client = project
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_"))}
+    env["MLFLOW_TRACKING_URI"] = client.tracking_uri
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs uvicorn
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
+                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        pixels = resize_square(decode_grayscale(tmp / "data/ieee8023/images/img-0001.png"), 32)
+        body = json.dumps({"inputs": pixels[None, ..., None].astype(float).tolist()}).encode()
+        deadline = time.time() + 180
+        while True:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                                 headers={"Content-Type": "application/json"})  # fmt: skip
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    answer = json.loads(response.read())
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.time() < deadline, "mlflow models serve did not answer within 180 s"
+                time.sleep(2)
+        predictions = np.asarray(answer["predictions"])
+        assert predictions.shape == (1, 2) and abs(predictions.sum() - 1) < 1e-4
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

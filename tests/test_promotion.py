@@ -46,15 +46,20 @@ def brightness_model(threshold: float, sign: float = 1.0) -> keras.Model:
 
 
 def logged_run(model: keras.Model, images, labels, keys) -> str:
+    with mlflow.start_run():
+        return logged_run_in_active(model, images, labels, keys)
+
+
+def logged_run_in_active(model: keras.Model, images, labels, keys) -> str:
+    """Log a model with its test predictions and metrics to the active run, as the evaluate step does."""
     proba = model.predict(images[..., None].astype("float32"), verbose=0)
     truth = np.asarray(CLASSES)[labels]
-    with mlflow.start_run() as run:
-        model_uri = log_keras_model(model, images[:2, ..., None].astype("float32"), CLASSES)
-        mlflow.log_metrics({f"test_{k}": v for k, v in covid_metrics(truth, proba, CLASSES).items() if np.isfinite(v)})
-        frame = pd.DataFrame({"sha256": keys, "source": "s", "label": truth, "p_covid": proba[:, 0], "p_normal": proba[:, 1]})
-        mlflow.log_text(frame.to_csv(index=False), "evaluation/test_predictions.csv")
-        mlflow.set_tag("model_uri", model_uri)
-    return run.info.run_id
+    model_uri = log_keras_model(model, images[:2, ..., None].astype("float32"), CLASSES)
+    mlflow.log_metrics({f"test_{k}": v for k, v in covid_metrics(truth, proba, CLASSES).items() if np.isfinite(v)})
+    frame = pd.DataFrame({"sha256": keys, "source": "s", "label": truth, "p_covid": proba[:, 0], "p_normal": proba[:, 1]})
+    mlflow.log_text(frame.to_csv(index=False), "evaluation/test_predictions.csv")
+    mlflow.set_tag("model_uri", model_uri)
+    return mlflow.active_run().info.run_id
 
 
 GATE = PromotionConfig(model_name=NAME, min_accuracy=0.6, min_sensitivity=0.5, min_specificity=0.5)
@@ -126,3 +131,16 @@ def test_decide_refuses_invalid_data_and_nan_metrics():
     assert not decide({"accuracy": float("nan"), "sensitivity": 1, "specificity": 1}, GATE).promote
     lower = PromotionConfig(model_name=NAME, min_accuracy=0.8, min_sensitivity=0, min_specificity=0, use_lower_ci=True)
     assert not decide({"accuracy": 0.85, "accuracy_ci_low": 0.7, "sensitivity": 1, "specificity": 1}, lower).promote
+
+
+def test_champion_is_compared_only_on_test_images_it_did_not_train_on(client):
+    images, labels, keys = make_test_images()
+    with mlflow.start_run() as parent:
+        # the champion's pipeline run trained on the first 10 of today's test images
+        manifest = pd.DataFrame({"sha256": keys, "split": ["train"] * 10 + ["test"] * 30})
+        mlflow.log_text(manifest.to_csv(index=False), "data/manifest.csv")
+        with mlflow.start_run(nested=True):
+            first = logged_run_in_active(brightness_model(128), images, labels, keys)
+    promote_run(client, first, images, labels, keys, CLASSES, GATE)
+    _, decision = promote(client, brightness_model(128))
+    assert decision.promote and any("on 30 test images" in r for r in decision.reasons), decision.reasons

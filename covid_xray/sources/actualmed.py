@@ -7,7 +7,7 @@ from .base import SourceScan, is_frontal, read_metadata_csv, register, require_c
 LABELS = {"covid-19": "covid", "no finding": "normal"}
 
 
-@register("actualmed")
+@register("actualmed", classes=("covid", "normal"))
 def read_actualmed(folder: Path, source: str = "actualmed") -> SourceScan:
     require_folder(folder)
     metadata = folder / "metadata.csv"

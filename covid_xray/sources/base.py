@@ -156,11 +156,14 @@ def scan_labelled_folders(
 
 Reader = Callable[[Path, str], SourceScan]
 READERS: dict[str, Reader] = {}
+# The project classes each layout can provide, so a config asking for others fails before anything runs.
+READER_CLASSES: dict[str, frozenset[str]] = {}
 
 
-def register(name: str) -> Callable[[Reader], Reader]:
+def register(name: str, classes: tuple[str, ...]) -> Callable[[Reader], Reader]:
     def wrap(reader: Reader) -> Reader:
         READERS[name] = reader
+        READER_CLASSES[name] = frozenset(classes)
         return reader
 
     return wrap

@@ -11,7 +11,7 @@ from .base import SourceScan, register, require_folder, scan_labelled_folders
 FOLDERS = {"Covid": "covid", "Normal": "normal", "Viral Pneumonia": "pneumonia"}
 
 
-@register("covid19_image_dataset")
+@register("covid19_image_dataset", classes=("covid", "normal", "pneumonia"))
 def read_covid19_image_dataset(folder: Path, source: str = "covid19-image-dataset") -> SourceScan:
     scan = SourceScan(source, folder)
     base = folder / "Covid19-dataset"

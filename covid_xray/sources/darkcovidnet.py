@@ -18,7 +18,7 @@ def patient_of(path: Path) -> str:
     return f"nih-{match.group(1)}" if match else f"image-{path.stem}"
 
 
-@register("darkcovidnet")
+@register("darkcovidnet", classes=("covid", "normal", "pneumonia"))
 def read_darkcovidnet(folder: Path, source: str = "darkcovidnet") -> SourceScan:
     scan = SourceScan(source, folder)
     scan_labelled_folders(scan, folder / "X-Ray Image DataSet", FOLDERS, patient_of)

@@ -10,7 +10,7 @@ from .base import SourceScan, is_frontal, read_metadata_csv, register, require_c
 LABELS = {"covid-19": "covid", "no finding": "normal", "pneumonia": "pneumonia"}
 
 
-@register("figure1")
+@register("figure1", classes=("covid", "normal", "pneumonia"))
 def read_figure1(folder: Path, source: str = "figure1") -> SourceScan:
     require_folder(folder)
     metadata = folder / "metadata.csv"

@@ -28,7 +28,7 @@ def label_of_finding(finding: str) -> str | None:
     return None
 
 
-@register("ieee8023")
+@register("ieee8023", classes=("covid", "normal", "pneumonia"))
 def read_ieee8023(folder: Path, source: str = "ieee8023") -> SourceScan:
     require_folder(folder)
     metadata = folder / "metadata.csv"

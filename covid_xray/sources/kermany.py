@@ -17,7 +17,7 @@ def patient_of(path: Path) -> str:
     return match.group(1).lower() if match else f"image-{path.stem}"
 
 
-@register("kermany")
+@register("kermany", classes=("normal", "pneumonia"))
 def read_kermany(folder: Path, source: str = "kermany") -> SourceScan:
     scan = SourceScan(source, folder)
     base = folder / "chest_xray" if (folder / "chest_xray").is_dir() else folder

@@ -13,7 +13,7 @@ FOLDERS = {"COVID": "covid", "Normal": "normal", "NORMAL": "normal", "Viral Pneu
            "Lung_Opacity": None}  # fmt: skip
 
 
-@register("radiography")
+@register("radiography", classes=("covid", "normal", "pneumonia"))
 def read_radiography(folder: Path, source: str = "radiography") -> SourceScan:
     scan = SourceScan(source, folder)
     candidates = [folder / "COVID-19_Radiography_Dataset", folder / "COVID-19 Radiography Database", folder]

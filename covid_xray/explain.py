@@ -1,0 +1,114 @@
+"""Where a model looks and what it can tell apart besides the disease.
+
+Grad-CAM heatmaps show whether the covid score comes from the lungs or from labels, borders and markers.
+The shortcut check trains a small classifier to predict an image's SOURCE from the model's own features:
+well above chance, together with strong source × label confounding, means the model may have learned the
+hospital instead of the disease.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def _forward_with_conv(model: keras.Model, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(last conv feature map, class probabilities) of a covid-xray VGG16 or sequential CNN model."""
+    if "vgg16" in [layer.name for layer in model.layers]:
+        backbone = model.get_layer("vgg16")
+        conv_and_out = keras.Model(backbone.inputs, [backbone.get_layer("block5_conv3").output, backbone.output])
+        conv, out = conv_and_out(model.get_layer("vgg_preprocess")(images))
+        return conv, model.get_layer("head")(model.get_layer("pool")(out))
+    x, conv = images, None
+    for layer in model.layers:
+        x = layer(x)
+        if isinstance(layer, keras.layers.Conv2D):
+            conv = x
+    return conv, x
+
+
+def grad_cam(model: keras.Model, images: np.ndarray, class_index: int) -> np.ndarray:
+    """Heatmaps (n, size, size) in [0, 1] for class `class_index`, upsampled to the input size."""
+    batch = tf.convert_to_tensor(images[..., None].astype("float32"))
+    with tf.GradientTape() as tape:
+        conv, proba = _forward_with_conv(model, batch)
+        score = proba[:, class_index]
+    weights = tf.reduce_mean(tape.gradient(score, conv), axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))[..., None]
+    cam = tf.image.resize(cam, images.shape[1:3])[..., 0].numpy()
+    peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
+    return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
+
+
+def sample_per_class(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    """A fixed sample of indices: up to `per_class` of each label, the same for every run with the same data."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
+    return np.sort(np.concatenate(picks)) if picks else np.zeros(0, int)
+
+
+def save_grad_cam_figure(images: np.ndarray, heatmaps: np.ndarray, titles: list[str], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(4, len(images)) or 1
+    rows = int(np.ceil(len(images) / columns)) or 1
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, image, heat, title in zip(axes.ravel(), images, heatmaps, titles):
+        axis.imshow(image, cmap="gray")
+        axis.imshow(heat, cmap="jet", alpha=0.35)
+        axis.set_title(title, fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def predict_with_features(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(class probabilities, penultimate features) in one pass: the backbone features for VGG16, the input of
+    the last Dense layer for a sequential CNN."""
+    if "vgg16" in [layer.name for layer in model.layers]:
+        features = model.get_layer("pool").output
+    else:
+        features = model.layers[-2].output
+    both = keras.Model(model.inputs, [model.outputs[0], features])
+    if len(images) == 0:
+        return np.zeros((0, model.output_shape[-1]), "float32"), np.zeros((0, features.shape[-1]), "float32")
+    proba, vectors = both.predict(images[..., None].astype("float32"), batch_size=batch_size, verbose=0)
+    return proba, vectors
+
+
+def shortcut_check(features: np.ndarray, sources: np.ndarray, groups: np.ndarray, confounding: float) -> tuple[dict, str | None]:
+    """Source predictability from features, and a warning when it and source × label confounding are both high."""
+    result = source_predictability(features, sources, groups) | {"cramers_v_train": confounding}
+    lift = result["source_accuracy"] - result["source_majority_rate"]
+    if not (lift > 0.2 and confounding > 0.5):
+        return result, None
+    return result, (
+        f"shortcut risk: the model's features predict the source with accuracy {result['source_accuracy']:.2f} "
+        f"(majority rate {result['source_majority_rate']:.2f}) and source and label are confounded "
+        f"(Cramér's V {confounding:.2f}); test metrics may reflect the hospital, not the disease"
+    )
+
+
+def source_predictability(features: np.ndarray, sources: np.ndarray, groups: np.ndarray, seed: int = 0) -> dict:
+    """Grouped cross-validated accuracy of predicting the source from features, next to the majority rate."""
+    counts = pd.Series(sources).value_counts()
+    majority = float(counts.iloc[0] / len(sources))
+    folds = min(5, int(counts.min())) if len(counts) > 1 else 0
+    if folds < 2:
+        return {"source_accuracy": float("nan"), "source_majority_rate": majority, "sources": int(len(counts))}
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
+    predicted = cross_val_predict(classifier, features, sources, groups=groups,
+                                  cv=StratifiedGroupKFold(folds, shuffle=True, random_state=seed))  # fmt: skip
+    return {"source_accuracy": float((predicted == sources).mean()), "source_majority_rate": majority,
+            "sources": int(len(counts))}  # fmt: skip

@@ -134,6 +134,34 @@ def predict(images: tuple[str, ...], as_json: bool, model_name: str, alias: str)
 
 
 @main.command()
+@click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True)
+@click.option("--model", "model_names", multiple=True, help="Model variant(s) of the config (default: all).")
+def loso(config_path: str, model_names: tuple[str, ...]) -> None:
+    """Leave-one-source-out: train without each source in turn and score the held-out source."""
+    config = _config(config_path)
+    prepare_environment(config.tracking.uri)
+    import mlflow
+
+    from .dataset import manifest_hash
+    from .ingest import IngestError, ingest
+    from .loso import run_loso
+    from .stack import ensure_experiment
+
+    models = [m for m in config.models if not model_names or m.name in model_names]
+    if not models:
+        fail(f"no model named {list(model_names)} in {config_path}; have {[m.name for m in config.models]}", 2)
+    try:
+        manifest, _ = ingest(config.data, config.validation)
+    except IngestError as error:
+        fail(str(error), 2)
+    mlflow.set_experiment(experiment_id=ensure_experiment(f"{config.tracking.experiment}-loso"))
+    results = run_loso(config, models, manifest, f"loso · data {manifest_hash(manifest)[:8]}")
+    for name, (table, mean) in results.items():
+        click.echo(f"\n{name}: leave-one-source-out (mean balanced accuracy over sources with both labels: {mean:.3f})")
+        click.echo(table.round(3).to_string(index=False))
+
+
+@main.command()
 @click.option("-n", "count", default=10, show_default=True, help="How many recent model runs.")
 @click.option("--experiment", default="covid-xray-training", show_default=True)
 def compare(count: int, experiment: str) -> None:

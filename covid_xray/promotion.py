@@ -184,8 +184,11 @@ def promote_run(
     decision = decide(metrics, config, candidate, champion_correct, valid_data)
     if force_reason and not decision.promote:
         decision = Decision(True, [*decision.reasons, f"forced: {force_reason}"])
-    version = mlflow.register_model(run.data.tags["model_uri"], config.model_name,
-                                    tags={"run_id": run_id, "data.manifest_hash": run.data.tags.get("data.manifest_hash", "")})  # fmt: skip
+    existing = [v for v in client.search_model_versions(f"name = '{config.model_name}'") if v.tags.get("run_id") == run_id]
+    version = existing[0] if existing else mlflow.register_model(
+        run.data.tags["model_uri"], config.model_name,
+        tags={"run_id": run_id, "data.manifest_hash": run.data.tags.get("data.manifest_hash", "")},
+    )  # fmt: skip
     apply_decision(client, config.model_name, version.version, decision)
     client.set_tag(run_id, "promotion", decision.summary[:5000])
     return version.version, decision

@@ -14,7 +14,7 @@ from .config import SplitConfig
 SPLITS = ("train", "val", "test")
 
 
-def _hold_out(frame: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
+def hold_out_groups(frame: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
     """A boolean mask selecting about `fraction` of `frame` by whole groups, stratified by source × label."""
     n_splits = max(2, round(1 / fraction))
     strata = frame["source"] + "|" + frame["label"]
@@ -28,9 +28,9 @@ def _hold_out(frame: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
 def patient_split(manifest: pd.DataFrame, config: SplitConfig) -> pd.DataFrame:
     """The manifest with a `split` column in {train, val, test}; needs source, label and group_id columns."""
     frame = manifest.copy()
-    test = _hold_out(frame, config.test_fraction, config.seed)
+    test = hold_out_groups(frame, config.test_fraction, config.seed)
     rest = frame[~test]
-    val = _hold_out(rest, config.val_fraction / (1 - config.test_fraction), config.seed + 1)
+    val = hold_out_groups(rest, config.val_fraction / (1 - config.test_fraction), config.seed + 1)
     frame["split"] = "train"
     frame.loc[test[test].index, "split"] = "test"
     frame.loc[val[val].index, "split"] = "val"

@@ -19,6 +19,10 @@ logger = get_logger(__name__)
 
 @step(experiment_tracker=TRACKER, enable_cache=False)
 def promote_model(test_set: Split, validation_passed: bool, config: RunConfig) -> Annotated[str, "promotion_decision"]:
+    if not validation_passed:  # severity 'warn' let the run train; a model from invalid data is never registered
+        logger.warning("Data validation failed: no model is registered from this run")
+        mlflow.set_tag("promotion.decision", "not registered: data validation failed")
+        return "not registered: data validation failed"
     client = MlflowClient()
     parent = mlflow.active_run().info.run_id
     children = client.search_runs([mlflow.active_run().info.experiment_id],
@@ -30,7 +34,7 @@ def promote_model(test_set: Split, validation_passed: bool, config: RunConfig) -
     logger.info("Candidate: %s (best validation balanced accuracy of %d variants)",
                 client.get_run(candidate).data.tags.get("model.variant"), len(run_ids))  # fmt: skip
     version, decision = promote_run(client, candidate, test_set.images, test_set.labels, test_set.keys,
-                                    config.data.classes, config.promotion, valid_data=validation_passed)  # fmt: skip
+                                    config.data.classes, config.promotion)  # fmt: skip
     logger.info("Model %s version %s %s", config.promotion.model_name, version, decision.summary)
     mlflow.set_tags({"promotion.candidate_run": candidate, "promotion.version": version,
                      "promotion.decision": decision.summary[:5000]})  # fmt: skip

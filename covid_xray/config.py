@@ -116,6 +116,13 @@ class ModelConfig(Strict):
     augment: bool = False
 
 
+class EvaluationConfig(Strict):
+    # Also retrain each variant with each source held out and score the held-out source (slow: one training per
+    # source and variant). `covid-xray loso` runs the same experiment on its own.
+    loso: bool = False
+    loso_min_images: int = Field(default=10, ge=1)
+
+
 class PromotionConfig(Strict):
     model_name: str = "covid-xray"
     min_accuracy: Fraction = 0.7
@@ -127,6 +134,8 @@ class PromotionConfig(Strict):
     # and the candidate may not be significantly worse (exact McNemar test at this alpha).
     max_accuracy_drop: Fraction = 0.0
     mcnemar_alpha: Fraction = 0.05
+    # When set, the candidate's mean leave-one-source-out balanced accuracy must reach it (needs evaluation.loso).
+    min_loso_balanced_accuracy: Fraction | None = None
 
 
 class TrackingConfig(Strict):
@@ -141,6 +150,7 @@ class RunConfig(Strict):
     rebalance: RebalanceConfig = RebalanceConfig()
     validation: ValidationConfig = ValidationConfig()
     models: list[ModelConfig] = Field(min_length=1)
+    evaluation: EvaluationConfig = EvaluationConfig()
     promotion: PromotionConfig = PromotionConfig()
     tracking: TrackingConfig = TrackingConfig()
 
@@ -149,6 +159,8 @@ class RunConfig(Strict):
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be unique, got {names}")
+        if self.promotion.min_loso_balanced_accuracy is not None and not self.evaluation.loso:
+            raise ValueError("promotion.min_loso_balanced_accuracy needs evaluation.loso: true")
         return self
 
 

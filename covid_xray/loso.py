@@ -52,16 +52,22 @@ def summarise(folds: list[dict]) -> tuple[pd.DataFrame, float]:
     return table, mean
 
 
-def run_loso(config: RunConfig, models: list[ModelConfig], manifest: pd.DataFrame, parent_name: str) -> dict:
-    """Every fold of every model as an MLflow run nested under one parent; returns {model: (table, mean)}."""
+def run_loso(config: RunConfig, models: list[ModelConfig], manifest: pd.DataFrame, parent_name: str | None) -> dict:
+    """Every fold of every model as an MLflow run nested under one parent; returns {model: (table, mean)}.
+
+    With `parent_name` a new parent run is started; with None the folds nest under the active run (a pipeline's).
+    """
+    import contextlib
+
     import mlflow
 
     results = {}
-    with mlflow.start_run(run_name=parent_name) as parent:
-        mlflow.set_tag("loso", "parent")
+    parent = mlflow.start_run(run_name=parent_name) if parent_name else contextlib.nullcontext()
+    with parent:
+        mlflow.set_tag("loso", "folds nested here")
         for model in models:
             folds = []
-            for source in loso_folds(manifest):
+            for source in loso_folds(manifest, config.evaluation.loso_min_images):
                 with mlflow.start_run(run_name=f"{model.name} · without {source}", nested=True):
                     mlflow.set_tags({"loso.held_out": source, "model.variant": model.name})
                     fold = run_fold(manifest, source, model, config, callbacks=[mlflow.keras.MlflowCallback()])
@@ -73,5 +79,4 @@ def run_loso(config: RunConfig, models: list[ModelConfig], manifest: pd.DataFram
             if np.isfinite(mean):
                 mlflow.log_metric(f"loso_mean_balanced_accuracy.{model.name}", mean)
             results[model.name] = (table, mean)
-        mlflow.set_tag("loso.parent_run_id", parent.info.run_id)
     return results

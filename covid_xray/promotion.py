@@ -52,6 +52,13 @@ def decide(
             reasons.append(f"{label} {value:.3f} < {minimum:.3f}")
         else:
             reasons.append(f"{label} {value:.3f} >= {minimum:.3f}")
+    if config.min_loso_balanced_accuracy is not None:
+        value = metrics.get("loso_balanced_accuracy", float("nan"))
+        if not value >= config.min_loso_balanced_accuracy:
+            passed = False
+            reasons.append(f"leave-one-source-out balanced accuracy {value:.3f} < {config.min_loso_balanced_accuracy:.3f}")
+        else:
+            reasons.append(f"leave-one-source-out balanced accuracy {value:.3f} >= {config.min_loso_balanced_accuracy:.3f}")
     if champion_correct is None:
         reasons.append("no champion yet")
     elif len(champion_correct) == 0:
@@ -171,6 +178,10 @@ def promote_run(
     """Register the run's model, gate it against thresholds and the champion, move aliases. Returns (version, decision)."""
     run = client.get_run(run_id)
     metrics = {k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")}
+    parent = run.data.tags.get("mlflow.parentRunId")
+    loso = client.get_run(parent).data.metrics.get(f"loso_mean_balanced_accuracy.{run.data.tags.get('model.variant')}") if parent else None
+    if loso is not None:
+        metrics["loso_balanced_accuracy"] = loso
     candidate = candidate_correct_from_run(client, run_id, keys, classes)
     champion = current_champion(client, config.model_name)
     champion_correct = None

@@ -39,7 +39,7 @@ def compare_runs(experiment: str, count: int) -> pd.DataFrame:
         "roc_auc": _with_ci(run, "roc_auc"),
         "train_s": f"{run.data.metrics.get('train_seconds', float('nan')):.0f}",
         "promotion": run.data.tags.get("promotion", "not a candidate")[:40],
-    } for run in runs])  # fmt: skip
+    } for run in runs if "loso.held_out" not in run.data.tags])  # fmt: skip
 
 
 def test_split_of_run(client: MlflowClient, run_id: str, classes: list[str]) -> tuple[list[str], np.ndarray]:

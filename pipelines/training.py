@@ -1,5 +1,7 @@
 """The training pipeline: ingest → prepare (split, rebalance) → validate → train → evaluate → promote.
 
+With `evaluation.loso`, a leave-one-source-out step runs before promotion too.
+
 One train and one evaluate step per model variant in the config; each variant is its own MLflow
 run, nested under the pipeline run. Training starts only after validation has passed, and the
 promotion gate sees every variant and the validation result.
@@ -10,6 +12,7 @@ from zenml import Model, pipeline
 from covid_xray.config import RunConfig
 from steps.evaluate_model import evaluate_model
 from steps.ingest_data import ingest_data
+from steps.leave_one_source_out import leave_one_source_out
 from steps.prepare_data import prepare_data
 from steps.promote_model import promote_model
 from steps.train_model import train_model
@@ -27,4 +30,7 @@ def training(config: RunConfig) -> None:
                                     id=f"train_{variant.name}", after="validate_data")  # fmt: skip
         evaluate_model(model, val_set, test_set, split_manifest, run_id, config, id=f"evaluate_{variant.name}")
         evaluations.append(f"evaluate_{variant.name}")
+    if config.evaluation.loso:
+        leave_one_source_out(split_manifest, config, after="validate_data")
+        evaluations.append("leave_one_source_out")
     promote_model(test_set, validation_passed, config, after=evaluations)

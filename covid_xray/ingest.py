@@ -16,6 +16,7 @@ from .config import DataConfig, ValidationConfig
 from .dedup import deduplicate, thumbnail
 from .images import ImageCache, ImageError, sha256_file
 from .sources import DROP_COLUMNS, READERS, SourceError
+from .sources.base import display_path
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,8 @@ def _drops(rows: pd.DataFrame, reason) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame(columns=DROP_COLUMNS)
     return pd.DataFrame(
-        {"source": rows["source"], "item": rows["path"].map(_relative), "reason": rows.apply(reason, axis=1)}
+        {"source": rows["source"], "item": rows["path"].map(display_path), "reason": rows.apply(reason, axis=1)}
     )
-
-
-def _relative(path: str) -> str:
-    parts = Path(path).parts
-    return "/".join(parts[-2:])
 
 
 def drop_summary(drops: pd.DataFrame) -> pd.DataFrame:

@@ -74,6 +74,11 @@ class SourceScan:
         )
 
 
+def display_path(path: str | Path) -> str:
+    """The last two parts of a path (folder/file): enough to find an image in its source, short in reports."""
+    return "/".join(Path(path).parts[-2:])
+
+
 def resolve_inside(folder: Path, name: str) -> Path | None:
     """The path of `name` inside `folder`, or None when it is absolute or escapes the folder."""
     if not name or Path(name).is_absolute() or "\x00" in name:

@@ -289,3 +289,33 @@ def test_real_data_run_is_complete_in_mlflow(project, shared_datasets):
         mlflow.set_tracking_uri(None)
     assert champion.tags["promotion_decision"] == "promoted"
     assert "leave-one-source-out balanced accuracy" in champion.tags["promotion_reasons"]
+
+
+def test_ui_serves_the_project_runs_on_loopback(project):
+    import socket
+    import time
+    import urllib.request
+
+    tmp, _, _, _ = project
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_"))}
+    env |= {"COVID_XRAY_HOME": str(tmp / "home"), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    server = subprocess.Popen([sys.executable, "-m", "covid_xray.cli", "ui", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=covid-xray-training"
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    experiment = json.loads(response.read())["experiment"]
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, "covid-xray ui did not answer"
+                time.sleep(2)
+        assert experiment["name"] == "covid-xray-training"
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)

@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 from .config import HeadConfig, ModelConfig
@@ -25,16 +26,18 @@ class WeightsError(ValueError):
     """Backbone weights that cannot be loaded; the message names the file or layer."""
 
 
-@keras.saving.register_keras_serializable(package="covid_xray")
-class VGGPreprocess(layers.Layer):
-    """Grayscale 0..255 to VGG16's input: three BGR channels minus the ImageNet mean (caffe mode)."""
+MEAN_BGR = (103.939, 116.779, 123.68)
 
-    MEAN_BGR = (103.939, 116.779, 123.68)
 
-    def call(self, inputs):
-        grey = keras.ops.cast(inputs, "float32")
-        bgr = keras.ops.concatenate([grey, grey, grey], axis=-1)
-        return bgr - keras.ops.convert_to_tensor(self.MEAN_BGR, dtype="float32")
+def vgg_preprocess(inputs):
+    """Grayscale 0..255 to VGG16's input: three channels minus the ImageNet mean (caffe mode).
+
+    A frozen 1×1 convolution, not a custom layer, so a saved model loads anywhere (mlflow pyfunc, serving)
+    without importing this package."""
+    layer = layers.Conv2D(3, 1, name="vgg_preprocess", trainable=False, dtype="float32")
+    outputs = layer(inputs)
+    layer.set_weights([np.ones((1, 1, 1, 3), "float32"), -np.asarray(MEAN_BGR, "float32")])
+    return outputs
 
 
 def build_backbone(image_size: int, weights: str) -> keras.Model:
@@ -109,7 +112,7 @@ def build_vgg16(config: ModelConfig, image_size: int, n_classes: int) -> keras.M
     backbone = build_backbone(image_size, config.weights)
     backbone.trainable = False
     inputs = keras.Input((image_size, image_size, 1), name="image")
-    features = layers.GlobalAveragePooling2D(name="pool")(backbone(VGGPreprocess(name="vgg_preprocess")(inputs)))
+    features = layers.GlobalAveragePooling2D(name="pool")(backbone(vgg_preprocess(inputs)))
     head = build_head(features.shape[-1], n_classes, config.head)
     return keras.Model(inputs, head(features), name=config.name)
 

@@ -3,8 +3,11 @@
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,31 @@ from mlflow import MlflowClient
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 MODEL = "covid-xray-tiny"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_env(**extra: str) -> dict:
+    """A clean environment (no outer ZenML/MLflow settings) whose PATH has this venv's scripts (mlflow execs uvicorn)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_"))}
+    return env | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"} | extra
+
+
+def first_answer(server: subprocess.Popen, request, seconds: int, what: str) -> dict:
+    """Poll `request` (a urllib Request or URL) until the server answers with JSON, failing if it dies or times out."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except OSError:
+            assert server.poll() is None, f"{what} exited"
+            assert time.time() < deadline, f"{what} did not answer within {seconds} s"
+            time.sleep(2)
 
 
 @pytest.fixture(scope="module")
@@ -142,40 +170,22 @@ def test_champion_loads_with_pyfunc_and_zenml_model_is_in_production(project):
 
 
 def test_mlflow_serves_the_champion_and_answers_an_image(project):
-    import socket
-    import time
-    import urllib.request
-
     import numpy as np
 
     from covid_xray.images import decode_grayscale, resize_square
 
     tmp, _, _, client = project
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_"))}
-    env["MLFLOW_TRACKING_URI"] = client.tracking_uri
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs uvicorn
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
-                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                              env=server_env(MLFLOW_TRACKING_URI=client.tracking_uri),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         pixels = resize_square(decode_grayscale(tmp / "data/ieee8023/images/img-0001.png"), 32)
         body = json.dumps({"inputs": pixels[None, ..., None].astype(float).tolist()}).encode()
-        deadline = time.time() + 180
-        while True:
-            try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                                 headers={"Content-Type": "application/json"})  # fmt: skip
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    answer = json.loads(response.read())
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                assert time.time() < deadline, "mlflow models serve did not answer within 180 s"
-                time.sleep(2)
-        predictions = np.asarray(answer["predictions"])
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        predictions = np.asarray(first_answer(server, request, 180, "mlflow models serve")["predictions"])
         assert predictions.shape == (1, 2) and abs(predictions.sum() - 1) < 1e-4
     finally:
         server.terminate()
@@ -295,30 +305,14 @@ def test_real_data_run_is_complete_in_mlflow(project, shared_datasets):
 
 
 def test_ui_serves_the_project_runs_on_loopback(project):
-    import socket
-    import time
-    import urllib.request
-
     tmp, _, _, _ = project
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_"))}
-    env |= {"COVID_XRAY_HOME": str(tmp / "home"), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    server = subprocess.Popen([sys.executable, "-m", "covid_xray.cli", "ui", "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "covid_xray.cli", "ui", "--port", str(port)], cwd=ROOT,
+                              env=server_env(COVID_XRAY_HOME=str(tmp / "home")), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=covid-xray-training"
-                with urllib.request.urlopen(url, timeout=10) as response:
-                    experiment = json.loads(response.read())["experiment"]
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, "covid-xray ui did not answer"
-                time.sleep(2)
-        assert experiment["name"] == "covid-xray-training"
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=covid-xray-training"
+        assert first_answer(server, url, 120, "covid-xray ui")["experiment"]["name"] == "covid-xray-training"
     finally:
-        os.killpg(server.pid, 15)
+        os.killpg(server.pid, 15)  # the UI's own server processes too
         server.wait(timeout=30)

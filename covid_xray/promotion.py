@@ -119,12 +119,9 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
 
 def candidate_correct_from_run(client: MlflowClient, run_id: str, keys: list[str], classes: list[str]) -> np.ndarray:
     """Per-image correctness of a run's logged test predictions, in the order of `keys`."""
-    import io
+    from .report import load_test_predictions
 
-    import pandas as pd
-
-    text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation/test_predictions.csv")
-    frame = pd.read_csv(io.StringIO(text), dtype={"sha256": str}).set_index("sha256").loc[keys]
+    frame = load_test_predictions(run_id).set_index("sha256").loc[keys]
     predicted = np.asarray(classes)[frame[[f"p_{c}" for c in classes]].to_numpy().argmax(axis=1)]
     return predicted == frame["label"].to_numpy()
 

@@ -42,10 +42,15 @@ def compare_runs(experiment: str, count: int) -> pd.DataFrame:
     } for run in runs if "loso.held_out" not in run.data.tags])  # fmt: skip
 
 
+def load_test_predictions(run_id: str) -> pd.DataFrame:
+    """The test predictions an evaluate step logged for `run_id` (sha256, source, label, p_<class>...)."""
+    text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation/test_predictions.csv")
+    return pd.read_csv(io.StringIO(text), dtype={"sha256": str})
+
+
 def test_split_of_run(client: MlflowClient, run_id: str, classes: list[str]) -> tuple[list[str], np.ndarray]:
     """Content keys and class indices of the test images a run was evaluated on."""
-    text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation/test_predictions.csv")
-    frame = pd.read_csv(io.StringIO(text), dtype={"sha256": str})
+    frame = load_test_predictions(run_id)
     labels = frame["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int32)
     return list(frame["sha256"]), labels
 
@@ -73,8 +78,7 @@ def write_dvc_outputs(
             continue
         metrics["models"][variant] = {k.removeprefix("test_"): round(v, 4) for k, v in sorted(run.data.metrics.items())
                                       if k.startswith("test_") and "_ci_" not in k}  # fmt: skip
-        text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/evaluation/test_predictions.csv")
-        frame = pd.read_csv(io.StringIO(text), dtype={"sha256": str})
+        frame = load_test_predictions(run.info.run_id)
         proba = frame[[f"p_{c}" for c in classes]].to_numpy()
         for kind in ("roc", "confusion"):
             (folder / "plots" / kind).mkdir(parents=True, exist_ok=True)

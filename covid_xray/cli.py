@@ -55,11 +55,20 @@ def run(config_path: str, metrics_dir: str | None) -> None:
 
     from pipelines.training import training
 
-    from .stack import ensure_experiment, ensure_local_stack
+    from pipelines.settings import pipeline_settings
 
-    ensure_local_stack(uri)
+    from .stack import activate_stack, ensure_experiment, ensure_local_stack
+
+    if config.execution.stack:
+        try:
+            activate_stack(config.execution.stack)
+        except ValueError as error:
+            fail(str(error), 2)
+    else:
+        ensure_local_stack(uri)
     ensure_experiment(config.tracking.experiment)
-    settings = {"experiment_tracker": MLFlowExperimentTrackerSettings(experiment_name=config.tracking.experiment)}
+    settings = {"experiment_tracker": MLFlowExperimentTrackerSettings(experiment_name=config.tracking.experiment),
+                **pipeline_settings(config)}  # fmt: skip
     try:
         model = Model(name=config.promotion.model_name, description="COVID-19 detector for chest X-rays")
         run = training.with_options(settings=settings, model=model)(config=config)

@@ -7,10 +7,10 @@ setting silently ignored.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 CLASSES = ("covid", "normal", "pneumonia")
@@ -34,6 +34,17 @@ class SourceConfig(Strict):
         return self.name or self.reader
 
 
+class PreprocessConfig(Strict):
+    """Per-image preprocessing before the resize (see covid_xray.preprocess). The defaults change nothing."""
+
+    trim_borders: bool = Field(default=False, description="Cut constant rows/columns at the edges.")
+    crop_top: float = Field(default=0.0, ge=0.0, le=0.3, description="Drop this top fraction (burned-in text).")
+    remove_marks: bool = Field(default=False, description="Replace small near-white marks by the background.")
+    lung_crop: bool = Field(default=False, description="Crop to the box of the two lung fields when found.")
+    equalize: Literal["none", "percentile", "hist", "clahe"] = "none"
+    aspect: Literal["stretch", "pad"] = "stretch"
+
+
 class DataConfig(Strict):
     root: str = "data/raw"
     sources: list[SourceConfig] = Field(min_length=1)
@@ -45,6 +56,7 @@ class DataConfig(Strict):
     near_duplicate_max_distance: int = Field(default=2, ge=0, le=32)
     near_duplicate_min_correlation: float = Field(default=0.95, gt=0.0, le=1.0)
     max_pixels: int = Field(default=50_000_000, ge=1, description="Refuse to decode larger images.")
+    preprocess: PreprocessConfig = PreprocessConfig()
 
     @model_validator(mode="after")
     def _classes_unique_with_covid(self) -> "DataConfig":
@@ -113,7 +125,18 @@ class ModelConfig(Strict):
     fine_tune_blocks: int = Field(default=0, ge=0, le=5)
     fine_tune_epochs: int = Field(default=0, ge=0)
     fine_tune_learning_rate: float = Field(default=1e-5, gt=0)
-    augment: bool = False
+    # Training data only: none, radiograph (small affine, contrast, brightness; no flips) or acquisition
+    # (radiograph plus gamma, blur, noise, shear against scanner differences). true/false mean radiograph/none.
+    augment: Literal["none", "radiograph", "acquisition"] = "none"
+    # shuffle: plain shuffled batches; source_label: every batch draws evenly over the (source, label) cells.
+    sampling: Literal["shuffle", "source_label"] = "shuffle"
+    # mixed_float16 computes in float16 on a GPU (the output layer stays float32); on a CPU it is slower.
+    precision: Literal["float32", "mixed_float16"] = "float32"
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_bool(cls, value):
+        return {True: "radiograph", False: "none"}.get(value, value) if isinstance(value, bool) else value
 
 
 class EvaluationConfig(Strict):
@@ -144,6 +167,30 @@ class TrackingConfig(Strict):
     experiment: str = "covid-xray-training"
 
 
+class ResourcesConfig(Strict):
+    """What the orchestrator should give a step (ZenML ResourceSettings); the local orchestrator ignores it."""
+
+    cpu_count: float | None = Field(default=None, gt=0)
+    gpu_count: int | None = Field(default=None, ge=0)
+    memory: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?(KB|KiB|MB|MiB|GB|GiB|TB|TiB|PB|PiB)$")
+
+
+class StepExecutionConfig(Strict):
+    resources: ResourcesConfig = ResourcesConfig()
+    # Settings of the active orchestrator's flavor, e.g. Kubernetes/Kubeflow `pod_settings` (node selectors,
+    # tolerations); validated by ZenML against that flavor when the pipeline is compiled.
+    orchestrator: dict[str, Any] = {}
+
+
+class ExecutionConfig(Strict):
+    """Where and with what the pipeline runs. Empty means the local stack as it is."""
+
+    stack: str | None = Field(default=None, description="A registered ZenML stack to run on (infra/stacks/).")
+    train: StepExecutionConfig = StepExecutionConfig()  # every train_<variant> step
+    # ZenML DockerSettings for orchestrators that run steps in containers (dockerfile, parent_image, ...).
+    docker: dict[str, Any] = {}
+
+
 class RunConfig(Strict):
     data: DataConfig
     split: SplitConfig = SplitConfig()
@@ -153,6 +200,7 @@ class RunConfig(Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     promotion: PromotionConfig = PromotionConfig()
     tracking: TrackingConfig = TrackingConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
     @model_validator(mode="after")
     def _model_names_unique(self) -> "RunConfig":

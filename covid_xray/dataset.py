@@ -35,14 +35,14 @@ def prepare(manifest: pd.DataFrame, config: RunConfig) -> PreparedData:
 
 def image_cache(config: RunConfig) -> ImageCache:
     data = config.data
-    return ImageCache(data.cache_dir, data.image_size, data.max_pixels, config.validation.min_side)
+    return ImageCache(data.cache_dir, data.image_size, data.max_pixels, config.validation.min_side, data.preprocess)
 
 
 def load_split(rows: pd.DataFrame, config: RunConfig) -> Split:
-    """Pixels (from the image cache), class indices and content keys of `rows`."""
+    """Pixels (from the image cache), class indices, content keys and sources of `rows`."""
     labels = rows["label"].map({c: i for i, c in enumerate(config.data.classes)}).to_numpy(np.int32)
     keys = list(rows["sha256"])
-    return Split(image_cache(config).stack(keys), labels, keys)
+    return Split(image_cache(config).stack(keys), labels, keys, rows["source"].to_numpy(dtype=str))
 
 
 def manifest_hash(manifest: pd.DataFrame) -> str:

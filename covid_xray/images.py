@@ -16,8 +16,12 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .config import PreprocessConfig
+from .dedup import thumbnail
+from .preprocess import preprocess
+
 # Bump when decoding or resizing changes, so cached arrays made the old way are not reused.
-PREPROCESSING_VERSION = 1
+PREPROCESSING_VERSION = 2
 
 
 class ImageError(ValueError):
@@ -26,10 +30,11 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class DecodedImage:
-    pixels: np.ndarray  # (size, size) uint8
+    pixels: np.ndarray  # (size, size) uint8, after the configured preprocessing
     width: int  # of the original file
     height: int
     phash: str  # 64-bit perceptual hash of the original, hex
+    thumbnail: np.ndarray  # of the original without preprocessing, for near-duplicate correlation
 
 
 def sha256_file(path: str | Path) -> str:
@@ -89,11 +94,14 @@ def resize_square(image: Image.Image, size: int) -> np.ndarray:
 class ImageCache:
     """Preprocessed pixels and perceptual hashes, keyed by file content and preprocessing settings."""
 
-    def __init__(self, root: str | Path, image_size: int, max_pixels: int, min_side: int):
+    def __init__(self, root: str | Path, image_size: int, max_pixels: int, min_side: int,
+                 preprocessing: PreprocessConfig | None = None):  # fmt: skip
         self.image_size = image_size
         self.max_pixels = max_pixels
         self.min_side = min_side
-        settings = {"size": image_size, "min_side": min_side, "version": PREPROCESSING_VERSION}
+        self.preprocessing = preprocessing or PreprocessConfig()
+        settings = {"size": image_size, "min_side": min_side, "version": PREPROCESSING_VERSION,
+                    "preprocess": self.preprocessing.model_dump()}  # fmt: skip
         self.key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
         self.folder = Path(root) / "images" / self.key
         self.hits = 0
@@ -108,17 +116,20 @@ class ImageCache:
         if cached.is_file():
             self.hits += 1
             with np.load(cached) as data:
-                return DecodedImage(data["pixels"], int(data["width"]), int(data["height"]), str(data["phash"]))
+                return DecodedImage(data["pixels"], int(data["width"]), int(data["height"]), str(data["phash"]),
+                                    data["thumbnail"])  # fmt: skip
         self.misses += 1
         image = decode_grayscale(path, self.max_pixels)
         problem = quality_problem(image, self.min_side)
         if problem:
             raise ImageError(problem)
-        decoded = DecodedImage(resize_square(image, self.image_size), image.width, image.height,
-                               str(imagehash.phash(image)))  # fmt: skip
+        pixels = preprocess(np.asarray(image, dtype=np.uint8), self.image_size, self.preprocessing)
+        decoded = DecodedImage(pixels, image.width, image.height, str(imagehash.phash(image)),
+                               thumbnail(resize_square(image, self.image_size)))  # fmt: skip
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(".tmp.npz")
-        np.savez(partial, pixels=decoded.pixels, width=decoded.width, height=decoded.height, phash=decoded.phash)
+        np.savez(partial, pixels=decoded.pixels, width=decoded.width, height=decoded.height, phash=decoded.phash,
+                 thumbnail=decoded.thumbnail)  # fmt: skip
         partial.replace(cached)
         return decoded
 

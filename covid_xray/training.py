@@ -19,15 +19,17 @@ import tensorflow as tf
 
 from .config import ModelConfig
 from .models import build_model, feature_extractor, make_optimizer, unfreeze_last_blocks, weights_fingerprint
+from .sampling import augment_batch, balanced_dataset, cell_ids, steps_per_epoch
 
 
 @dataclass
 class Split:
-    """Images (n, size, size) uint8, integer labels, and content keys (sha256) of one split."""
+    """Images (n, size, size) uint8, integer labels, content keys (sha256) and sources of one split."""
 
     images: np.ndarray
     labels: np.ndarray
     keys: list[str]
+    sources: np.ndarray | None = None  # needed by source_label sampling
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -42,30 +44,33 @@ class TrainResult:
     feature_cache_misses: int = 0
 
 
-def augmenter(seed: int = 0) -> keras.Sequential:
-    """Radiograph-safe augmentation: small rotation, shift, zoom, contrast, brightness. No flips."""
-    return keras.Sequential(
-        [
-            keras.layers.RandomRotation(0.03, seed=seed),
-            keras.layers.RandomTranslation(0.05, 0.05, seed=seed),
-            keras.layers.RandomZoom(0.1, seed=seed),
-            keras.layers.RandomContrast(0.2, seed=seed),
-            keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed),
-        ],
-        name="augment",
-    )
+def training_inputs(x: np.ndarray, split: Split, config: ModelConfig, augment: str = "none", seed: int = 0) -> dict:
+    """Keyword arguments for `fit` over (x, labels): a tf.data pipeline that shuffles or draws source × label
+    balanced batches, augments in parallel (training data only) and prefetches. (Pass fit `shuffle=False`: the
+    dataset shuffles itself.)"""
+    if config.sampling == "source_label":
+        if split.sources is None:
+            raise ValueError("sampling: source_label needs the training rows' sources")
+        cells, _ = cell_ids(np.asarray(split.sources), split.labels)
+        dataset = balanced_dataset(x, split.labels, cells, config.batch_size, seed)
+        steps = {"steps_per_epoch": steps_per_epoch(len(split), config.batch_size)}
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((x, split.labels.astype("int32")))
+        dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).batch(config.batch_size)
+        steps = {}
+    augment_fn = augment_batch(augment, seed)
+    if augment_fn is not None:
+        dataset = dataset.map(augment_fn, num_parallel_calls=tf.data.AUTOTUNE)
+    return {"x": dataset.prefetch(tf.data.AUTOTUNE), **steps}
 
 
-def image_dataset(split: Split, batch_size: int, shuffle: bool, augment: bool, seed: int = 0) -> tf.data.Dataset:
-    images = split.images[..., None].astype("float32")
-    dataset = tf.data.Dataset.from_tensor_slices((images, split.labels.astype("int32")))
-    if shuffle:
-        dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    if augment:
-        layers = augmenter(seed)
-        dataset = dataset.map(lambda x, y: (layers(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+def evaluation_inputs(x: np.ndarray, split: Split, batch_size: int) -> tf.data.Dataset:
+    dataset = tf.data.Dataset.from_tensor_slices((x, split.labels.astype("int32")))
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def as_images(split: Split) -> np.ndarray:
+    return split.images[..., None].astype("float32")
 
 
 class FeatureCache:
@@ -108,9 +113,62 @@ def _callbacks(config: ModelConfig, backup: Path, extra: list) -> list:
     return callbacks + list(extra)
 
 
+ACCELERATOR = "GPU"  # the device type replicated over; tests set "CPU" with logical CPUs standing in for GPUs
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over every visible GPU when there are several, else the default strategy: TensorFlow
+    places the model on the one GPU when there is one, else on the CPU. No code or config change either way."""
+    devices = [device.name for device in tf.config.list_logical_devices(ACCELERATOR)]
+    return tf.distribute.MirroredStrategy(devices) if len(devices) > 1 else tf.distribute.get_strategy()
+
+
 def _merge(history: dict, new: keras.callbacks.History, prefix: str = "") -> None:
     for name, values in new.history.items():
         history.setdefault(prefix + name, []).extend(float(v) for v in values)
+
+
+def _compile(model: keras.Model, optimizer: str, learning_rate: float) -> None:
+    model.compile(make_optimizer(optimizer, learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def _fit(model, config, train, val, image_cache_key, image_size, cache_dir, class_weight, extra, use_feature_cache,
+         verbose) -> TrainResult:  # fmt: skip
+    result = TrainResult(model)
+    if config.kind == "vgg16" and use_feature_cache and config.augment == "none":
+        cache = FeatureCache(cache_dir, feature_cache_key(config, image_cache_key, image_size))
+        extractor = feature_extractor(model)
+        train_features = cache.features(extractor, train, config.batch_size)
+        val_features = cache.features(extractor, val, config.batch_size)
+        result.feature_cache_hits, result.feature_cache_misses = cache.hits, cache.misses
+        head = model.get_layer("head")  # shared with `model`: training it trains the full model's head
+        _compile(head, config.optimizer, config.learning_rate)
+        history = head.fit(**training_inputs(train_features, train, config),
+                           validation_data=evaluation_inputs(val_features, val, config.batch_size),
+                           epochs=config.epochs, class_weight=class_weight, shuffle=False,
+                           callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, "head"), extra),
+                           verbose=verbose)  # fmt: skip
+    else:
+        _compile(model, config.optimizer, config.learning_rate)
+        history = model.fit(**training_inputs(as_images(train), train, config, config.augment),
+                            validation_data=evaluation_inputs(as_images(val), val, config.batch_size),
+                            epochs=config.epochs, class_weight=class_weight, shuffle=False,
+                            callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, "full"), extra),
+                            verbose=verbose)  # fmt: skip
+    _merge(result.history, history)
+
+    if config.kind == "vgg16" and config.fine_tune_blocks and config.fine_tune_epochs:
+        unfreeze_last_blocks(model, config.fine_tune_blocks)
+        _compile(model, config.optimizer, config.fine_tune_learning_rate)
+        done = len(history.epoch)
+        fine = model.fit(**training_inputs(as_images(train), train, config, config.augment),
+                         validation_data=evaluation_inputs(as_images(val), val, config.batch_size),
+                         initial_epoch=done, epochs=done + config.fine_tune_epochs, class_weight=class_weight,
+                         shuffle=False,
+                         callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, "fine"), extra),
+                         verbose=verbose)  # fmt: skip
+        _merge(result.history, fine, "fine_tune_")
+    return result
 
 
 def train_model(
@@ -130,44 +188,17 @@ def train_model(
     """Build and train `config`'s model; returns the trained model and its per-epoch history."""
     started = time.perf_counter()
     keras.utils.set_random_seed(0)
-    model = build_model(config, image_size, n_classes)
-    result = TrainResult(model)
-    extra = callbacks or []
-
-    if config.kind == "vgg16" and use_feature_cache and not config.augment:
-        cache = FeatureCache(cache_dir, feature_cache_key(config, image_cache_key, image_size))
-        extractor = feature_extractor(model)
-        train_features = cache.features(extractor, train, config.batch_size)
-        val_features = cache.features(extractor, val, config.batch_size)
-        result.feature_cache_hits, result.feature_cache_misses = cache.hits, cache.misses
-        head = model.get_layer("head")  # shared with `model`: training it trains the full model's head
-        head.compile(make_optimizer(config.optimizer, config.learning_rate), "sparse_categorical_crossentropy",
-                     metrics=["accuracy"])  # fmt: skip
-        history = head.fit(train_features, train.labels, validation_data=(val_features, val.labels),
-                           epochs=config.epochs, batch_size=config.batch_size, class_weight=class_weight,
-                           callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, "head"), extra),
-                           verbose=verbose)  # fmt: skip
-    else:
-        model.compile(make_optimizer(config.optimizer, config.learning_rate), "sparse_categorical_crossentropy",
-                      metrics=["accuracy"])  # fmt: skip
-        history = model.fit(image_dataset(train, config.batch_size, True, config.augment),
-                            validation_data=image_dataset(val, config.batch_size, False, False),
-                            epochs=config.epochs, class_weight=class_weight,
-                            callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, "full"), extra),
-                            verbose=verbose)  # fmt: skip
-    _merge(result.history, history)
-
-    if config.kind == "vgg16" and config.fine_tune_blocks and config.fine_tune_epochs:
-        unfreeze_last_blocks(model, config.fine_tune_blocks)
-        model.compile(make_optimizer(config.optimizer, config.fine_tune_learning_rate),
-                      "sparse_categorical_crossentropy", metrics=["accuracy"])  # fmt: skip
-        done = len(history.epoch)
-        fine = model.fit(image_dataset(train, config.batch_size, True, config.augment),
-                         validation_data=image_dataset(val, config.batch_size, False, False),
-                         initial_epoch=done, epochs=done + config.fine_tune_epochs, class_weight=class_weight,
-                         callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, "fine"), extra),
-                         verbose=verbose)  # fmt: skip
-        _merge(result.history, fine, "fine_tune_")
+    if config.sampling == "source_label":
+        class_weight = None  # the sampler already draws every (source, label) cell, so every label, evenly
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.precision)
+    try:
+        with distribution_strategy().scope():
+            model = build_model(config, image_size, n_classes)
+            result = _fit(model, config, train, val, image_cache_key, image_size, cache_dir, class_weight,
+                          callbacks or [], use_feature_cache, verbose)  # fmt: skip
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     result.seconds = time.perf_counter() - started
     return result
 

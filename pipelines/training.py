@@ -10,6 +10,7 @@ promotion gate sees every variant and the validation result.
 from zenml import Model, pipeline
 
 from covid_xray.config import RunConfig
+from pipelines.settings import train_step_settings
 from steps.evaluate_model import evaluate_model
 from steps.ingest_data import ingest_data
 from steps.leave_one_source_out import leave_one_source_out
@@ -25,9 +26,10 @@ def training(config: RunConfig) -> None:
     split_manifest, train_set, val_set, test_set, manifest_hash = prepare_data(manifest, config)
     validation_passed = validate_data(split_manifest, config)
     evaluations = []
+    train = train_model.with_options(settings=train_step_settings(config))  # e.g. a GPU on a cluster stack
     for variant in config.models:
-        model, run_id = train_model(train_set, val_set, manifest_hash, config, variant.name,
-                                    id=f"train_{variant.name}", after="validate_data")  # fmt: skip
+        model, run_id = train(train_set, val_set, manifest_hash, config, variant.name,
+                      id=f"train_{variant.name}", after="validate_data")  # fmt: skip
         evaluate_model(model, val_set, test_set, split_manifest, run_id, config, id=f"evaluate_{variant.name}")
         evaluations.append(f"evaluate_{variant.name}")
     if config.evaluation.loso:

@@ -14,14 +14,13 @@ from covid_xray.config import RunConfig
 from covid_xray.explain import grad_cam, predict_with_features, sample_per_class, save_grad_cam_figure, shortcut_check
 from covid_xray.metrics import confusion, covid_metrics, per_source_metrics, save_plots
 from covid_xray.rebalance import cramers_v
-from covid_xray.stack import TRACKER
 from covid_xray.tracking import log_keras_model
 from covid_xray.training import Split
 
 logger = get_logger(__name__)
 
 
-@step(experiment_tracker=TRACKER, enable_cache=False)
+@step(experiment_tracker=True, enable_cache=False)
 def evaluate_model(
     model: keras.Model, val_set: Split, test_set: Split, split_manifest: pd.DataFrame, mlflow_run_id: str,
     config: RunConfig,

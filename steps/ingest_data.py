@@ -10,12 +10,11 @@ from zenml.logger import get_logger
 from covid_xray.config import RunConfig
 from covid_xray.ingest import drop_summary, ingest
 from covid_xray.rebalance import composition
-from covid_xray.stack import TRACKER
 
 logger = get_logger(__name__)
 
 
-@step(experiment_tracker=TRACKER)
+@step(experiment_tracker=True)
 def ingest_data(config: RunConfig) -> tuple[Annotated[pd.DataFrame, "manifest"], Annotated[pd.DataFrame, "drops"]]:
     manifest, drops = ingest(config.data, config.validation)
     summary = drop_summary(drops)

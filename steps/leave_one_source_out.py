@@ -8,12 +8,11 @@ from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
 from covid_xray.loso import run_loso
-from covid_xray.stack import TRACKER
 
 logger = get_logger(__name__)
 
 
-@step(experiment_tracker=TRACKER, enable_cache=False)
+@step(experiment_tracker=True, enable_cache=False)
 def leave_one_source_out(split_manifest: pd.DataFrame, config: RunConfig) -> Annotated[dict, "loso_balanced_accuracy"]:
     results = run_loso(config, config.models, split_manifest, parent_name=None)
     for name, (table, mean) in results.items():

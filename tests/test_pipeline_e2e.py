@@ -217,7 +217,7 @@ def test_broken_copy_of_the_real_data_fails_in_validation_before_training(projec
     broken = tmp / "broken-raw"
     shutil.copytree(shared_datasets, broken, ignore=shutil.ignore_patterns("No_findings", "Normal"))
     raw = yaml.safe_load((ROOT / "configs/default.yaml").read_text())
-    raw["data"] |= {"root": str(broken), "cache_dir": str(tmp / "cache-real")}
+    raw["data"] |= {"root": str(broken), "cache_dir": str(tmp / "cache-real"), "image_size": 48}  # cache shared below
     raw["promotion"]["model_name"] = "covid-xray-broken"
     path = tmp / "broken-real.yaml"
     path.write_text(yaml.safe_dump(raw))

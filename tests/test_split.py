@@ -37,13 +37,14 @@ def test_crossing_groups_detects_leaks():
 
 
 def test_real_data_split_has_no_patient_or_near_duplicate_across_splits(shared_datasets, tmp_path):
-    from covid_xray.config import load_config
+    from covid_xray.config import PreprocessConfig, load_config
     from covid_xray.dataset import image_cache, prepare
     from covid_xray.ingest import ingest
 
     config = load_config("configs/default.yaml")
     config = config.model_copy(update={"data": config.data.model_copy(
-        update={"root": str(shared_datasets), "cache_dir": str(tmp_path / "cache")})})  # fmt: skip
+        update={"root": str(shared_datasets), "cache_dir": str(tmp_path / "cache"),
+                "preprocess": PreprocessConfig()})})  # plain pixels: the thumbnails compare originals  # fmt: skip
     manifest_, _ = ingest(config.data, config.validation)
     split = prepare(manifest_, config).manifest
     assert crossing_groups(split) == []

@@ -83,8 +83,9 @@ def validate(recipe: dict[str, Any], origin: str = "<recipe>") -> list[str]:
     return checked
 
 
-def register(recipe: dict[str, Any]) -> None:
-    from covid_xray.stack import prepare_environment, _client
+def register(recipe: dict[str, Any], origin: str = "<recipe>") -> str:
+    """Create the recipe's components (reusing ones of the same name) and its stack in the project's ZenML store."""
+    from covid_xray.stack import _client, prepare_environment
 
     prepare_environment()
     client = _client()
@@ -92,12 +93,15 @@ def register(recipe: dict[str, Any]) -> None:
     for component_type, component in recipe["components"].items():
         existing = {c.name for c in client.list_stack_components(type=component_type, size=100).items}
         if component["name"] not in existing:
-            client.create_stack_component(component["name"], component["flavor"], component_type,
-                                          configuration=component.get("configuration", {}))  # fmt: skip
+            try:
+                client.create_stack_component(component["name"], component["flavor"], component_type,
+                                              configuration=component.get("configuration", {}))  # fmt: skip
+            except (KeyError, ValueError) as error:  # e.g. a {{secret.key}} whose secret does not exist yet
+                raise RecipeError(f"{origin}: {component_type} {component['name']!r}: {error}") from None
         components[component_type] = component["name"]
     if recipe["stack"] not in {s.name for s in client.list_stacks(size=100).items}:
         client.create_stack(recipe["stack"], components=components)
-    print(f"stack {recipe['stack']} registered; run on it with execution.stack: {recipe['stack']} in the config")
+    return recipe["stack"]
 
 
 def main() -> None:
@@ -108,11 +112,12 @@ def main() -> None:
     try:
         recipe = load_recipe(args.recipe)
         checked = validate(recipe, args.recipe)
+        print(f"{args.recipe}: valid ({', '.join(checked)})")
+        if not args.check:
+            stack = register(recipe, args.recipe)
+            print(f"stack {stack} registered; run on it with `execution.stack: {stack}` in the config")
     except RecipeError as error:
         sys.exit(f"register_stack: error: {error}")
-    print(f"{args.recipe}: valid ({', '.join(checked)})")
-    if not args.check:
-        register(recipe)
 
 
 if __name__ == "__main__":

@@ -104,3 +104,49 @@ def test_compose_file_runs_mlflow_on_postgres_with_an_s3_store():
     command = services["mlflow"]["command"]
     assert "--backend-store-uri postgresql://" in command and "--artifacts-destination s3://" in command
     assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_run_on_an_unregistered_stack_is_a_clear_error(tmp_path):
+    import os
+    import subprocess
+
+    from fixtures import write_ieee8023
+
+    write_ieee8023(tmp_path / "data", n_per_class=4)
+    raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+    raw["data"]["root"] = str(tmp_path / "data")
+    raw["execution"] = {"stack": "covid-xray-k8s"}
+    (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_"))}
+    result = subprocess.run([sys.executable, "-m", "covid_xray.cli", "run", "--config", str(tmp_path / "cluster.yaml")],
+                            cwd=ROOT, env=env | {"COVID_XRAY_HOME": str(tmp_path / "home")}, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "covid-xray: error: ZenML stack 'covid-xray-k8s' is not registered (have ['default']); "
+        "register it with `python infra/register_stack.py infra/stacks/<recipe>.yaml`")
+
+
+def test_kubernetes_recipe_registers_in_a_zenml_store(tmp_path):
+    """Registration needs no cluster (ZenML checks the kubectl context when a run starts); the secret must exist."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_"))}
+    env |= CLUSTER_ENV | {"COVID_XRAY_HOME": str(tmp_path / "home")}
+    command = [sys.executable, str(ROOT / "infra/register_stack.py"), str(ROOT / "infra/stacks/kubernetes.yaml")]
+    without_secret = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert without_secret.returncode == 1
+    assert "experiment_tracker 'covid-xray-mlflow-shared'" in without_secret.stderr
+    assert "The secret mlflow_server does not exist" in without_secret.stderr
+    script = ("from covid_xray.stack import prepare_environment, _client; prepare_environment(); "
+              "_client().create_secret('mlflow_server', {'username': 'u', 'password': 'p'})")  # fmt: skip
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    registered = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert registered.returncode == 0, registered.stderr[-2000:]
+    assert "stack covid-xray-k8s registered" in registered.stdout
+    listing = ("from covid_xray.stack import prepare_environment, _client; prepare_environment(); "
+               "s = _client().get_stack('covid-xray-k8s'); print(sorted(str(t) for t in s.components))")  # fmt: skip
+    shown = subprocess.run([sys.executable, "-c", listing], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    for component in ("orchestrator", "artifact_store", "container_registry", "image_builder", "experiment_tracker"):
+        assert component in shown.stdout, shown.stdout + shown.stderr[-1000:]

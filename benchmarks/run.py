@@ -82,7 +82,7 @@ def input_pipeline_vs_in_memory(split: Split, size: int, repeats: int) -> dict:
     ours, plain = fresh_model(), fresh_model()
     inputs = training_inputs(as_images(split), split, config)
     tensors = tf.constant(as_images(split)), tf.constant(split.labels)
-    pipeline = best_epoch_seconds(lambda: ours.fit(**inputs, epochs=1, verbose=0), repeats)
+    pipeline = best_epoch_seconds(lambda: ours.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
     memory = best_epoch_seconds(lambda: plain.fit(*tensors, batch_size=32, epochs=1, shuffle=True, verbose=0), repeats)
     return {"images": len(split), "pipeline_images_per_s": len(split) / pipeline,
             "in_memory_images_per_s": len(split) / memory, "ratio": memory / pipeline}  # fmt: skip
@@ -99,8 +99,8 @@ def cached_features_vs_backbone(split: Split, size: int, repeats: int) -> dict:
     head = model.get_layer("head")
     head.compile("adam", "sparse_categorical_crossentropy")
     cached = best_epoch_seconds(lambda: head.fit(features, split.labels, batch_size=32, epochs=1, verbose=0), repeats)
-    full = best_epoch_seconds(lambda: model.fit(**training_inputs(as_images(split), split, config), epochs=1, verbose=0),
-                              repeats)  # fmt: skip
+    inputs = training_inputs(as_images(split), split, config)
+    full = best_epoch_seconds(lambda: model.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
     return {"images": len(split), "image_size": size, "cached_epoch_s": cached, "backbone_epoch_s": full,
             "feature_extraction_once_s": extract, "speedup": full / cached}  # fmt: skip
 

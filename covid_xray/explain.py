@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import pandas as pd
 import tensorflow as tf
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+
+from .metrics import source_predictability
 
 
 def _forward_with_conv(model: keras.Model, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -98,17 +95,3 @@ def shortcut_check(features: np.ndarray, sources: np.ndarray, groups: np.ndarray
         f"(majority rate {result['source_majority_rate']:.2f}) and source and label are confounded "
         f"(Cramér's V {confounding:.2f}); test metrics may reflect the hospital, not the disease"
     )
-
-
-def source_predictability(features: np.ndarray, sources: np.ndarray, groups: np.ndarray, seed: int = 0) -> dict:
-    """Grouped cross-validated accuracy of predicting the source from features, next to the majority rate."""
-    counts = pd.Series(sources).value_counts()
-    majority = float(counts.iloc[0] / len(sources))
-    folds = min(5, int(counts.min())) if len(counts) > 1 else 0
-    if folds < 2:
-        return {"source_accuracy": float("nan"), "source_majority_rate": majority, "sources": int(len(counts))}
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
-    predicted = cross_val_predict(classifier, features, sources, groups=groups,
-                                  cv=StratifiedGroupKFold(folds, shuffle=True, random_state=seed))  # fmt: skip
-    return {"source_accuracy": float((predicted == sources).mean()), "source_majority_rate": majority,
-            "sources": int(len(counts))}  # fmt: skip

@@ -11,7 +11,11 @@ import math
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, brier_score_loss, confusion_matrix, f1_score, roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 POSITIVE = "covid"
 
@@ -120,3 +124,17 @@ def save_plots(labels, proba: np.ndarray, classes: list[str], folder) -> list[st
         save("pr_curve", lambda ax: PrecisionRecallDisplay.from_predictions(y, score, name="covid vs rest", ax=ax))
         save("calibration", lambda ax: CalibrationDisplay.from_predictions(y, score, n_bins=10, name="covid", ax=ax))
     return paths
+
+
+def source_predictability(features: np.ndarray, sources: np.ndarray, groups: np.ndarray, seed: int = 0) -> dict:
+    """Grouped cross-validated accuracy of predicting the source from features, next to the majority rate."""
+    counts = pd.Series(sources).value_counts()
+    majority = float(counts.iloc[0] / len(sources))
+    folds = min(5, int(counts.min())) if len(counts) > 1 else 0
+    if folds < 2:
+        return {"source_accuracy": float("nan"), "source_majority_rate": majority, "sources": int(len(counts))}
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
+    predicted = cross_val_predict(classifier, features, sources, groups=groups,
+                                  cv=StratifiedGroupKFold(folds, shuffle=True, random_state=seed))  # fmt: skip
+    return {"source_accuracy": float((predicted == sources).mean()), "source_majority_rate": majority,
+            "sources": int(len(counts))}  # fmt: skip

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
+from scipy.stats import binomtest, rankdata
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, brier_score_loss, confusion_matrix, f1_score, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
@@ -29,15 +29,21 @@ def wilson(successes: int, total: int) -> tuple[float, float, float]:
 
 
 def bootstrap_auc(y: np.ndarray, score: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """ROC AUC with a 95% percentile bootstrap interval over `n` resamples of the images.
+
+    Each resample's AUC is the Mann-Whitney U statistic from midranks (what roc_auc_score computes, ties
+    counting one half), for all resamples at once: 1000 calls of roc_auc_score took 2.6 s per evaluation."""
+    y = np.asarray(y, dtype=bool)
     if len(np.unique(y)) < 2:
         return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n):
-        sample = rng.integers(0, len(y), len(y))
-        if len(np.unique(y[sample])) == 2:
-            values.append(roc_auc_score(y[sample], score[sample]))
-    low, high = np.percentile(values, [2.5, 97.5])
+    samples = np.random.default_rng(seed).integers(0, len(y), (n, len(y)))
+    positives, scores = y[samples], np.asarray(score, dtype=np.float64)[samples]
+    n_pos = positives.sum(axis=1)
+    n_neg = len(y) - n_pos
+    both = (n_pos > 0) & (n_neg > 0)
+    ranks = rankdata(scores[both], axis=1)
+    u = (ranks * positives[both]).sum(axis=1) - n_pos[both] * (n_pos[both] + 1) / 2
+    low, high = np.percentile(u / (n_pos[both] * n_neg[both]), [2.5, 97.5])
     return float(roc_auc_score(y, score)), float(low), float(high)
 
 

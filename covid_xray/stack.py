@@ -65,7 +65,7 @@ def tracker_configuration(uri: str) -> dict[str, str]:
             "tracking_password": os.environ.get("MLFLOW_TRACKING_PASSWORD", "no-auth")}  # fmt: skip
 
 
-def _client():
+def zenml_client():
     from zenml.client import Client
     from zenml.exceptions import InitializationException
 
@@ -80,7 +80,7 @@ def _client():
 
 def activate_stack(name: str) -> None:
     """Activate a registered stack (e.g. one from infra/stacks/), or raise ValueError naming the known ones."""
-    client = _client()
+    client = zenml_client()
     stacks = sorted(s.name for s in client.list_stacks(size=100).items)
     if name not in stacks:
         raise ValueError(f"ZenML stack {name!r} is not registered (have {stacks}); "
@@ -93,7 +93,7 @@ def ensure_local_stack(uri: str) -> None:
     """Initialise the ZenML repository and register/activate the local stack with an MLflow tracker at `uri`."""
     from zenml.enums import StackComponentType
 
-    client = _client()
+    client = zenml_client()
     tracker_type = StackComponentType.EXPERIMENT_TRACKER
     existing = {c.name: c for c in client.list_stack_components(type=tracker_type, size=100).items}
     configuration = tracker_configuration(uri)

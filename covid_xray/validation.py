@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 from dataclasses import dataclass
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# GX logs hundreds of INFO lines about its own registries on import; a user's run log shows GX warnings only.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 import great_expectations as gx  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -85,10 +85,10 @@ def validate(recipe: dict[str, Any], origin: str = "<recipe>") -> list[str]:
 
 def register(recipe: dict[str, Any], origin: str = "<recipe>") -> str:
     """Create the recipe's components (reusing ones of the same name) and its stack in the project's ZenML store."""
-    from covid_xray.stack import _client, prepare_environment
+    from covid_xray.stack import prepare_environment, zenml_client
 
     prepare_environment()
-    client = _client()
+    client = zenml_client()
     components = {}
     for component_type, component in recipe["components"].items():
         existing = {c.name for c in client.list_stack_components(type=component_type, size=100).items}

@@ -139,14 +139,14 @@ def test_kubernetes_recipe_registers_in_a_zenml_store(tmp_path):
     assert without_secret.returncode == 1
     assert "experiment_tracker 'covid-xray-mlflow-shared'" in without_secret.stderr
     assert "The secret mlflow_server does not exist" in without_secret.stderr
-    script = ("from covid_xray.stack import prepare_environment, _client; prepare_environment(); "
-              "_client().create_secret('mlflow_server', {'username': 'u', 'password': 'p'})")  # fmt: skip
+    script = ("from covid_xray.stack import prepare_environment, zenml_client; prepare_environment(); "
+              "zenml_client().create_secret('mlflow_server', {'username': 'u', 'password': 'p'})")  # fmt: skip
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     registered = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert registered.returncode == 0, registered.stderr[-2000:]
     assert "stack covid-xray-k8s registered" in registered.stdout
-    listing = ("from covid_xray.stack import prepare_environment, _client; prepare_environment(); "
-               "s = _client().get_stack('covid-xray-k8s'); print(sorted(str(t) for t in s.components))")  # fmt: skip
+    listing = ("from covid_xray.stack import prepare_environment, zenml_client; prepare_environment(); "
+               "s = zenml_client().get_stack('covid-xray-k8s'); print(sorted(str(t) for t in s.components))")  # fmt: skip
     shown = subprocess.run([sys.executable, "-c", listing], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     for component in ("orchestrator", "artifact_store", "container_registry", "image_builder", "experiment_tracker"):
         assert component in shown.stdout, shown.stdout + shown.stderr[-1000:]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from covid_xray.metrics import confusion, covid_metrics, mcnemar_worse, per_source_metrics, wilson
+from covid_xray.metrics import bootstrap_auc, confusion, covid_metrics, mcnemar_worse, per_source_metrics, wilson
 
 
 def test_wilson_interval_matches_reference_values():
@@ -9,6 +9,20 @@ def test_wilson_interval_matches_reference_values():
     value, low, high = wilson(8, 10)
     assert value == 0.8 and low == pytest.approx(0.4902, abs=1e-3) and high == pytest.approx(0.9433, abs=1e-3)
     assert np.isnan(wilson(0, 0)[0])
+
+
+def test_bootstrap_auc_interval_is_the_percentiles_of_roc_auc_score_over_the_resamples():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = rng.random(40) < 0.3
+    score = np.round(rng.random(40) * 0.5 + y * 0.3, 1)  # rounded: many ties, which count one half
+    samples = np.random.default_rng(7).integers(0, 40, (200, 40))
+    reference = [roc_auc_score(y[s], score[s]) for s in samples if 0 < y[s].sum() < 40]
+    value, low, high = bootstrap_auc(y, score, n=200, seed=7)
+    assert value == roc_auc_score(y, score)
+    assert (low, high) == pytest.approx(tuple(np.percentile(reference, [2.5, 97.5])), abs=1e-12)
+    assert np.isnan(bootstrap_auc(np.ones(5, bool), np.arange(5.0))[0])
 
 
 def test_covid_metrics_counts():

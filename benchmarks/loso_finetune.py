@@ -183,6 +183,8 @@ def score(data, idx, probability) -> dict:
 
 
 def patient_split(data, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The split of covid_xray.split.hold_out_groups (same test images, checked on the exported data); that
+    module needs pydantic through covid_xray.config, which the GPU machines do not have."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     strata = data["source"] * 2 + data["label"]

@@ -34,8 +34,7 @@ def prepare(manifest: pd.DataFrame, config: RunConfig) -> PreparedData:
 
 
 def image_cache(config: RunConfig) -> ImageCache:
-    data = config.data
-    return ImageCache(data.cache_dir, data.image_size, data.max_pixels, config.validation.min_side, data.preprocess)
+    return ImageCache.for_data(config.data, config.validation.min_side)
 
 
 def load_split(rows: pd.DataFrame, config: RunConfig) -> Split:

@@ -16,7 +16,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import PreprocessConfig
+from .config import DataConfig, PreprocessConfig
 from .dedup import thumbnail
 from .preprocess import preprocess
 
@@ -106,6 +106,11 @@ class ImageCache:
         self.folder = Path(root) / "images" / self.key
         self.hits = 0
         self.misses = 0
+
+    @classmethod
+    def for_data(cls, data: DataConfig, min_side: int) -> "ImageCache":
+        """The cache of a run's data settings: ingest fills it and the splits read it, so both must build it here."""
+        return cls(data.cache_dir, data.image_size, data.max_pixels, min_side, data.preprocess)
 
     def _file(self, sha256: str) -> Path:
         return self.folder / sha256[:2] / f"{sha256}.npz"

@@ -50,7 +50,7 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
     """Read, filter by class, hash, decode (cached) and deduplicate all sources."""
     candidates, drops = read_sources(data)
     drops = [drops]
-    cache = ImageCache(data.cache_dir, data.image_size, data.max_pixels, validation.min_side, data.preprocess)
+    cache = ImageCache.for_data(data, validation.min_side)
     decoded, failed, thumbnails = [], [], []
     for row in candidates.to_dict("records"):
         try:

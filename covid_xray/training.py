@@ -132,6 +132,15 @@ def _compile(model: keras.Model, optimizer: str, learning_rate: float) -> None:
     model.compile(make_optimizer(optimizer, learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
+def _fit_images(model, config, train, val, cache_dir, stage, class_weight, extra, verbose, **epochs):
+    """`model.fit` on the split's images (augmented per config), checkpointed under `stage`."""
+    return model.fit(**training_inputs(as_images(train), train, config, config.augment),
+                     validation_data=evaluation_inputs(as_images(val), val, config.batch_size),
+                     class_weight=class_weight, shuffle=False,
+                     callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, stage), extra),
+                     verbose=verbose, **epochs)  # fmt: skip
+
+
 def _fit(model, config, train, val, image_cache_key, image_size, cache_dir, class_weight, extra, use_feature_cache,
          verbose) -> TrainResult:  # fmt: skip
     result = TrainResult(model)
@@ -150,23 +159,16 @@ def _fit(model, config, train, val, image_cache_key, image_size, cache_dir, clas
                            verbose=verbose)  # fmt: skip
     else:
         _compile(model, config.optimizer, config.learning_rate)
-        history = model.fit(**training_inputs(as_images(train), train, config, config.augment),
-                            validation_data=evaluation_inputs(as_images(val), val, config.batch_size),
-                            epochs=config.epochs, class_weight=class_weight, shuffle=False,
-                            callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, "full"), extra),
-                            verbose=verbose)  # fmt: skip
+        history = _fit_images(model, config, train, val, cache_dir, "full", class_weight, extra, verbose,
+                              epochs=config.epochs)  # fmt: skip
     _merge(result.history, history)
 
     if config.kind == "vgg16" and config.fine_tune_blocks and config.fine_tune_epochs:
         unfreeze_last_blocks(model, config.fine_tune_blocks)
         _compile(model, config.optimizer, config.fine_tune_learning_rate)
         done = len(history.epoch)
-        fine = model.fit(**training_inputs(as_images(train), train, config, config.augment),
-                         validation_data=evaluation_inputs(as_images(val), val, config.batch_size),
-                         initial_epoch=done, epochs=done + config.fine_tune_epochs, class_weight=class_weight,
-                         shuffle=False,
-                         callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, "fine"), extra),
-                         verbose=verbose)  # fmt: skip
+        fine = _fit_images(model, config, train, val, cache_dir, "fine", class_weight, extra, verbose,
+                           initial_epoch=done, epochs=done + config.fine_tune_epochs)  # fmt: skip
         _merge(result.history, fine, "fine_tune_")
     return result
 

@@ -56,12 +56,13 @@ def load_recipe(path: str | Path, environ: dict[str, str] | None = None) -> dict
     return recipe
 
 
-def flavors() -> dict[tuple[str, str], type]:
-    """Every ZenML flavor class (built-in and integrations), by (component type, flavor name)."""
+def flavors() -> dict[tuple[str, str], Any]:
+    """Every ZenML flavor (built-in and integrations), instantiated once, by (component type, flavor name)."""
     from zenml.stack.flavor_registry import FlavorRegistry
 
     registry = FlavorRegistry()
-    return {(f().type.value, f().name): f for f in registry.builtin_flavors + registry.integration_flavors}
+    return {(flavor.type.value, flavor.name): flavor
+            for flavor in (f() for f in registry.builtin_flavors + registry.integration_flavors)}  # fmt: skip
 
 
 def validate(recipe: dict[str, Any], origin: str = "<recipe>") -> list[str]:
@@ -76,7 +77,7 @@ def validate(recipe: dict[str, Any], origin: str = "<recipe>") -> list[str]:
         configuration = {name: "secret-reference" if isinstance(value, str) and SECRET_REFERENCE.match(value) else value
                          for name, value in component.get("configuration", {}).items()}  # fmt: skip
         try:
-            known[key]().config_class(**configuration)
+            known[key].config_class(**configuration)
         except Exception as error:  # pydantic ValidationError or a flavor's own ValueError
             raise RecipeError(f"{origin}: {component_type} {component['name']!r}: {error}") from None
         checked.append(f"{component_type}/{component['name']}")

@@ -28,6 +28,23 @@ def wilson(successes: int, total: int) -> tuple[float, float, float]:
     return successes / total, float(interval.low), float(interval.high)
 
 
+def group_bootstrap_indices(groups: np.ndarray, n: int = 1000, seed: int = 0) -> list[np.ndarray]:
+    """`n` cluster-bootstrap resamples of row indices: whole groups (patients) drawn with replacement.
+
+    Images of one patient are not independent; resampling patients, not images, gives intervals that
+    reflect how many patients a number rests on. Each resample is an index array into the rows."""
+    groups = np.asarray(groups)
+    if len(groups) == 0:
+        return [np.zeros(0, int) for _ in range(n)]
+    _, codes = np.unique(groups, return_inverse=True)
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(codes.max() + 1))
+    members = np.split(order, starts[1:])
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(members), (n, len(members)))
+    return [np.concatenate([members[g] for g in draw]) for draw in draws]
+
+
 def bootstrap_auc(y: np.ndarray, score: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """ROC AUC with a 95% percentile bootstrap interval over `n` resamples of the images.
 

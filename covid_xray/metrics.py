@@ -176,7 +176,8 @@ def covid_metrics(
         _, result[f"{name}_wilson_low"], result[f"{name}_wilson_high"] = wilson(k, of)
     if len(np.unique(y)) == 2:
         result["roc_auc"] = float(roc_auc_score(y, score))
-        result["roc_auc_ci_low"], result["roc_auc_ci_high"] = percentile_interval(resampled_auc(y, score, counts[:, codes]))
+        auc_samples = resampled_auc(y, score, counts[:, codes])
+        result["roc_auc_ci_low"], result["roc_auc_ci_high"] = percentile_interval(auc_samples)
     else:
         result["roc_auc"] = result["roc_auc_ci_low"] = result["roc_auc_ci_high"] = math.nan
     result["brier"] = float(brier_score_loss(y, score)) if len(y) else math.nan
@@ -208,7 +209,9 @@ def paired_group_bootstrap(
     return delta, low, high, samples
 
 
-def per_source_metrics(frame: pd.DataFrame, proba: np.ndarray, classes: list[str], threshold: float = 0.5) -> pd.DataFrame:
+def per_source_metrics(
+    frame: pd.DataFrame, proba: np.ndarray, classes: list[str], threshold: float = 0.5
+) -> pd.DataFrame:
     """covid_metrics for each source in `frame` (columns source, label, group_id; rows aligned with proba)."""
     rows = []
     for source in sorted(frame["source"].unique()):
@@ -236,9 +239,10 @@ def mcnemar_worse(candidate_correct: np.ndarray, champion_correct: np.ndarray) -
 
 
 def save_plots(
-    labels, proba: np.ndarray, classes: list[str], folder, threshold: float = 0.5, uncalibrated: np.ndarray | None = None
+    labels, proba: np.ndarray, classes: list[str], folder, threshold: float = 0.5,
+    uncalibrated: np.ndarray | None = None,
 ) -> list[str]:
-    """Confusion matrix (at `threshold`), ROC, precision-recall and calibration plots as PNG files; returns their paths.
+    """Confusion matrix (at `threshold`), ROC, precision-recall and calibration plots as PNG files; their paths.
 
     With `uncalibrated` probabilities the calibration plot shows the curve before calibration too."""
     import matplotlib

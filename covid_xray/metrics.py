@@ -3,8 +3,9 @@
 Images of one patient are not independent, so every interval is a cluster bootstrap over patient groups
 (`<m>_ci_low/_ci_high`): whole groups are drawn with replacement and each metric is recomputed from the
 resample's confusion counts. Proportions also keep their Wilson interval (`<m>_wilson_low/_wilson_high`),
-which is right only where one image is one patient. The class decision is `decision.predict_labels` at the
-operating point's threshold; everything else is scikit-learn and SciPy.
+which is right only where one image is one patient, and their `_ci_` interval is never narrower than it.
+The class decision is `decision.predict_labels` at the operating point's threshold; everything else is
+scikit-learn and SciPy.
 """
 
 from __future__ import annotations
@@ -143,6 +144,24 @@ def bootstrap_auc(
     return float(roc_auc_score(y, score)), low, high
 
 
+def group_bootstrap_samples(
+    labels: np.ndarray, predicted: np.ndarray, groups: np.ndarray, score: np.ndarray | None = None,
+    n: int = 1000, seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Each count metric (and ROC AUC of `score`, when given) on each of `n` patient-group resamples.
+
+    The resamples are `group_bootstrap_indices(groups, n, seed)`'s; values are nan where a resample leaves a
+    metric undefined (e.g. no covid patient drawn, for sensitivity)."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    codes, counts = group_resample_counts(groups, n, seed)
+    if len(codes) != len(labels) or len(predicted) != len(labels):
+        raise ValueError(f"groups has {len(codes)} entries and predicted {len(predicted)} for {len(labels)} labels")
+    samples = _count_metrics(counts @ _per_group(_confusion_rows(labels, predicted), codes, counts.shape[1]))
+    if score is not None:
+        samples["roc_auc"] = resampled_auc(labels == POSITIVE, score, counts[:, codes])
+    return samples
+
+
 def covid_metrics(
     labels: list[str] | np.ndarray, proba: np.ndarray, classes: list[str], groups: np.ndarray | None = None,
     threshold: float = 0.5, n: int = 1000, seed: int = 0,
@@ -150,36 +169,35 @@ def covid_metrics(
     """Flat dict of covid-vs-rest metrics at `threshold` (covid is the positive class) with 95% intervals.
 
     `proba` are the (calibrated) probabilities the threshold applies to; classes come from
-    `decision.predict_labels`. `<m>_ci_low/_ci_high` is the cluster bootstrap over `groups` (patients; without
-    groups each image counts as its own patient) for every count metric and ROC AUC, from `n` resamples;
-    proportions also get `<m>_wilson_low/_wilson_high`. Brier has no interval."""
+    `decision.predict_labels`. `<m>_ci_low/_ci_high` is the percentile interval of the cluster bootstrap over
+    `groups` (patients; without groups each image counts as its own patient), `n` resamples, for every count
+    metric and ROC AUC. A bootstrap cannot see the uncertainty of a proportion of 0 or 1 (every resample of 4 of
+    4 is 4 of 4), so a proportion's interval is widened to cover its Wilson interval, also logged on its own as
+    `<m>_wilson_low/_wilson_high`. Brier has no interval."""
     labels = np.asarray(labels)
     proba = np.asarray(proba, dtype=np.float64)
     predicted = predict_labels(proba, classes, threshold)
     y = labels == POSITIVE
     score = proba[:, classes.index(POSITIVE)]
-    rows = _confusion_rows(labels, predicted)
-    totals = rows.sum(axis=0)
-    result: dict[str, float] = {"n": float(len(labels)), "n_covid": float(y.sum())}
-    codes, counts = group_resample_counts(np.arange(len(y)) if groups is None else groups, n, seed)
-    if groups is not None and len(codes) != len(labels):
-        raise ValueError(f"groups has {len(codes)} entries for {len(labels)} labels")
-    result["n_groups"] = float(counts.shape[1])
-    point = _count_metrics(totals)
-    resampled = _count_metrics(counts @ _per_group(rows, codes, counts.shape[1]))
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    tp, fn, tn, fp, correct, total = (int(t) for t in _confusion_rows(labels, predicted).sum(axis=0))
+    point = _count_metrics(np.array([tp, fn, tn, fp, correct, total]))
+    both = len(np.unique(y)) == 2
+    samples = group_bootstrap_samples(labels, predicted, groups, score if both else None, n, seed)
+    result: dict[str, float] = {"n": float(len(labels)), "n_covid": float(y.sum()),
+                                "n_groups": float(len(np.unique(groups)))}  # fmt: skip
     for name in COUNT_METRICS:
         result[name] = float(point[name])
-        result[f"{name}_ci_low"], result[f"{name}_ci_high"] = percentile_interval(resampled[name])
-    tp, fn, tn, fp, correct, total = (int(t) for t in totals)
+        result[f"{name}_ci_low"], result[f"{name}_ci_high"] = percentile_interval(samples[name])
     for name, (k, of) in {"accuracy": (correct, total), "sensitivity": (tp, tp + fn), "specificity": (tn, tn + fp),
                           "ppv": (tp, tp + fp), "npv": (tn, tn + fn)}.items():  # fmt: skip
-        _, result[f"{name}_wilson_low"], result[f"{name}_wilson_high"] = wilson(k, of)
-    if len(np.unique(y)) == 2:
-        result["roc_auc"] = float(roc_auc_score(y, score))
-        auc_samples = resampled_auc(y, score, counts[:, codes])
-        result["roc_auc_ci_low"], result["roc_auc_ci_high"] = percentile_interval(auc_samples)
-    else:
-        result["roc_auc"] = result["roc_auc_ci_low"] = result["roc_auc_ci_high"] = math.nan
+        _, low, high = wilson(k, of)
+        result[f"{name}_wilson_low"], result[f"{name}_wilson_high"] = low, high
+        result[f"{name}_ci_low"] = float(np.fmin(result[f"{name}_ci_low"], low))
+        result[f"{name}_ci_high"] = float(np.fmax(result[f"{name}_ci_high"], high))
+    result["roc_auc"] = float(roc_auc_score(y, score)) if both else math.nan
+    result["roc_auc_ci_low"], result["roc_auc_ci_high"] = percentile_interval(samples["roc_auc"]) if both else (
+        math.nan, math.nan)  # fmt: skip
     result["brier"] = float(brier_score_loss(y, score)) if len(y) else math.nan
     return result
 
@@ -199,11 +217,10 @@ def paired_group_bootstrap(
     if not len(y_true) == len(pred_a) == len(pred_b) == len(np.asarray(groups)):
         raise ValueError(f"y_true, pred_a, pred_b and groups differ in length: "
                          f"{len(y_true)}, {len(pred_a)}, {len(pred_b)}, {len(np.asarray(groups))}")  # fmt: skip
-    codes, counts = group_resample_counts(groups, n, seed)
-    rows_a, rows_b = _confusion_rows(y_true, pred_a), _confusion_rows(y_true, pred_b)
-    delta = float(_count_metrics(rows_a.sum(0))[metric] - _count_metrics(rows_b.sum(0))[metric])
-    a = _count_metrics(counts @ _per_group(rows_a, codes, counts.shape[1]))[metric]
-    b = _count_metrics(counts @ _per_group(rows_b, codes, counts.shape[1]))[metric]
+    delta = float(_count_metrics(_confusion_rows(y_true, pred_a).sum(0))[metric]
+                  - _count_metrics(_confusion_rows(y_true, pred_b).sum(0))[metric])  # fmt: skip
+    a = group_bootstrap_samples(y_true, pred_a, groups, n=n, seed=seed)[metric]
+    b = group_bootstrap_samples(y_true, pred_b, groups, n=n, seed=seed)[metric]
     samples = (a - b)[np.isfinite(a - b)]
     low, high = percentile_interval(samples)
     return delta, low, high, samples

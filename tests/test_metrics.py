@@ -4,8 +4,9 @@ import pytest
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, precision_score, recall_score,
                              roc_auc_score)  # fmt: skip
 
-from covid_xray.metrics import (bootstrap_auc, confusion, covid_metrics, group_bootstrap_indices, group_resample_counts,
-                                mcnemar_worse, paired_group_bootstrap, per_source_metrics, wilson)  # fmt: skip
+from covid_xray.metrics import (PROPORTIONS, bootstrap_auc, confusion, covid_metrics, group_bootstrap_indices,
+                                group_bootstrap_samples, group_resample_counts, mcnemar_worse, paired_group_bootstrap,
+                                per_source_metrics, wilson)  # fmt: skip
 
 CLASSES = ["covid", "normal", "pneumonia"]
 
@@ -65,13 +66,17 @@ def test_group_intervals_equal_sklearn_over_the_same_patient_resamples():
         "f1": lambda i: f1_score(y[i], y_hat[i], zero_division=np.nan),
         "roc_auc": lambda i: roc_auc_score(y[i], proba[i, 0]),
     }
+    samples = group_bootstrap_samples(labels, predicted, groups, proba[:, 0], n=200, seed=5)
     everything = np.arange(len(labels))
     resamples = group_bootstrap_indices(groups, n=200, seed=5)
     for name, score in scores.items():
         assert m[name] == pytest.approx(score(everything), abs=1e-12), name
-        reference = [score(i) for i in resamples]
-        assert (m[f"{name}_ci_low"], m[f"{name}_ci_high"]) == pytest.approx(
-            tuple(np.nanpercentile(reference, [2.5, 97.5])), abs=1e-12), name  # fmt: skip
+        reference = np.array([score(i) for i in resamples])
+        assert np.allclose(samples[name], reference, atol=1e-12, equal_nan=True), name
+        low, high = np.nanpercentile(reference, [2.5, 97.5])
+        if name in PROPORTIONS:  # never narrower than the Wilson interval
+            low, high = min(low, m[f"{name}_wilson_low"]), max(high, m[f"{name}_wilson_high"])
+        assert (m[f"{name}_ci_low"], m[f"{name}_ci_high"]) == pytest.approx((low, high), abs=1e-12), name
         assert m[f"{name}_ci_low"] <= m[name] <= m[f"{name}_ci_high"], name
     assert m["n"] == len(labels) and m["n_groups"] == 60 and m["n_covid"] == y.sum()
 
@@ -95,13 +100,16 @@ def test_many_images_per_patient_widen_the_interval_beyond_the_image_intervals()
         assert by_patient[f"{name}_ci_high"] - by_patient[f"{name}_ci_low"] > 2 * wilson_width, name
 
 
-def test_one_patient_gives_a_zero_width_interval_and_one_class_leaves_the_rest_undefined():
+def test_one_patient_gives_a_zero_width_bootstrap_and_proportions_keep_their_wilson_width():
     labels = np.array(["covid", "covid", "normal", "normal"])
     proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.6, 0.4]])
     one = covid_metrics(labels, proba, ["covid", "normal"], groups=["p"] * 4)
     assert one["n_groups"] == 1
-    for name in ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc"):
+    for name in ("balanced_accuracy", "roc_auc"):
         assert one[f"{name}_ci_low"] == one[name] == one[f"{name}_ci_high"], name
+    for name in ("accuracy", "sensitivity", "specificity"):
+        wilson_interval = (one[f"{name}_wilson_low"], one[f"{name}_wilson_high"])
+        assert (one[f"{name}_ci_low"], one[f"{name}_ci_high"]) == wilson_interval, name
 
     covid_only = covid_metrics(labels[:2], proba[:2], ["covid", "normal"], groups=["a", "b"])
     assert covid_only["sensitivity"] == 0.5 and covid_only["sensitivity_ci_low"] == 0.0
@@ -109,8 +117,18 @@ def test_one_patient_gives_a_zero_width_interval_and_one_class_leaves_the_rest_u
     assert covid_only["npv"] == 0.0  # the missed covid image is a false negative
     for name in ("specificity", "balanced_accuracy", "roc_auc"):
         assert np.isnan([covid_only[name], covid_only[f"{name}_ci_low"], covid_only[f"{name}_ci_high"]]).all(), name
-    with pytest.raises(ValueError, match="groups has 3 entries for 4 labels"):
+    with pytest.raises(ValueError, match="groups has 3 entries and predicted 4 for 4 labels"):
         covid_metrics(labels, proba, ["covid", "normal"], groups=["a", "b", "c"])
+
+
+def test_four_of_four_patients_right_is_not_a_certain_sensitivity():
+    labels = np.array(["covid"] * 4 + ["normal"] * 4)
+    proba = np.array([[0.9, 0.1]] * 4 + [[0.1, 0.9]] * 4)
+    m = covid_metrics(labels, proba, ["covid", "normal"], groups=list("abcdefgh"))
+    # Every resample of 4 of 4 is 4 of 4: the bootstrap alone would claim [1, 1].
+    assert np.nanmin(group_bootstrap_samples(labels, labels, list("abcdefgh"))["sensitivity"]) == 1.0
+    assert m["sensitivity"] == 1.0 and m["sensitivity_ci_high"] == 1.0
+    assert m["sensitivity_ci_low"] == m["sensitivity_wilson_low"] == pytest.approx(0.51, abs=0.01)
 
 
 def test_covid_metrics_counts_at_the_threshold():
@@ -163,6 +181,8 @@ def test_paired_group_bootstrap_resamples_the_same_patients_for_both_models():
     assert delta == pytest.approx(1 - y.mean()) and low > 0.3
     with pytest.raises(ValueError, match="unknown metric 'roc_auc'"):
         paired_group_bootstrap(labels, candidate, champion, groups, metric="roc_auc")
+    with pytest.raises(ValueError, match=f"differ in length: {len(labels)}, 9, {len(labels)}, {len(labels)}"):
+        paired_group_bootstrap(labels, candidate[:9], champion, groups)
 
 
 def test_evaluation_sized_intervals_are_fast():

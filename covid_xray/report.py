@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 
 def _with_ci(run, name: str) -> str:
-    """`value [low, high]` with the run's logged interval (the patient-group bootstrap since operating points)."""
+    """`value [low, high]` with the run's logged 95% interval (by patient group where it logged group intervals)."""
     metrics = run.data.metrics
     if f"test_{name}" not in metrics:
         return "-"
@@ -90,6 +90,9 @@ def write_dvc_outputs(
         if "predicted" not in frame:
             raise LookupError(f"run {run.info.run_id} logged test predictions without the `predicted` column "
                               "(the class at its operating point)")  # fmt: skip
+        unknown = sorted(set(frame["predicted"]) - set(classes))
+        if unknown:
+            raise ValueError(f"run {run.info.run_id} predicted classes {unknown} that are not in {classes}")
         for kind in ("roc", "confusion"):
             (folder / "plots" / kind).mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"actual": frame["label"], "predicted": frame["predicted"]}).to_csv(

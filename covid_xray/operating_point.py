@@ -26,13 +26,14 @@ def _roc(y: np.ndarray, score: np.ndarray, rule: str) -> tuple[np.ndarray, np.nd
 def youden_threshold(y: np.ndarray, score: np.ndarray) -> float:
     """The validation score maximising sensitivity + specificity - 1 (the highest such score on ties)."""
     fpr, tpr, thresholds = _roc(np.asarray(y, dtype=bool), np.asarray(score, dtype=np.float64), "youden")
-    return float(thresholds[np.argmax(tpr - fpr)])
+    youden = tpr - fpr
+    return float(thresholds[np.flatnonzero(youden == youden.max())[0]])
 
 
 def target_sensitivity_threshold(y: np.ndarray, score: np.ndarray, target: float) -> float:
     """The highest validation score at which the validation sensitivity reaches `target`."""
     _, tpr, thresholds = _roc(np.asarray(y, dtype=bool), np.asarray(score, dtype=np.float64), "target_sensitivity")
-    return float(thresholds[np.argmax(tpr >= target - 1e-12)])
+    return float(thresholds[np.flatnonzero(tpr >= target - 1e-12)[0]])  # tpr rises as the threshold falls
 
 
 def choose_operating_point(val_labels, val_proba: np.ndarray, classes: list[str],

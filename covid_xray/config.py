@@ -139,11 +139,35 @@ class ModelConfig(Strict):
         return {True: "radiograph", False: "none"}.get(value, value) if isinstance(value, bool) else value
 
 
+class OperatingPointConfig(Strict):
+    """How the evaluate step picks the threshold on p(covid) on the validation split (covid_xray.operating_point).
+
+    fixed: `threshold`; youden: the validation score maximising sensitivity + specificity - 1; target_sensitivity:
+    the highest threshold whose validation sensitivity reaches `target_sensitivity`. Calibration (fitted on
+    validation first) changes the probabilities the threshold applies to."""
+
+    rule: Literal["fixed", "youden", "target_sensitivity"] = "youden"
+    threshold: Fraction | None = Field(default=None, description="rule fixed only: the threshold on p(covid).")
+    target_sensitivity: float | None = Field(default=None, gt=0.0, le=1.0, description="rule target_sensitivity only.")
+    calibration: Literal["none", "temperature", "platt"] = "temperature"
+
+    @model_validator(mode="after")
+    def _settings_of_the_rule(self) -> "OperatingPointConfig":
+        needed = {"fixed": "threshold", "target_sensitivity": "target_sensitivity"}.get(self.rule)
+        for key in ("threshold", "target_sensitivity"):
+            if key == needed and getattr(self, key) is None:
+                raise ValueError(f"rule {self.rule} needs `{key}`")
+            if key != needed and getattr(self, key) is not None:
+                raise ValueError(f"`{key}` is not used by rule {self.rule}")
+        return self
+
+
 class EvaluationConfig(Strict):
     # Also retrain each variant with each source held out and score the held-out source (slow: one training per
     # source and variant). `covid-xray loso` runs the same experiment on its own.
     loso: bool = False
     loso_min_images: int = Field(default=10, ge=1)
+    operating_point: OperatingPointConfig = OperatingPointConfig()
 
 
 class PromotionConfig(Strict):

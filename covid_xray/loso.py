@@ -12,11 +12,15 @@ import pandas as pd
 from .config import ModelConfig, RunConfig
 from .dataset import image_cache, load_split
 from .metrics import covid_metrics
+from .operating_point import choose_operating_point
 from .rebalance import class_weights, rebalance
 from .split import hold_out_groups
 from .training import train_model
 
 SUMMARY_COLUMNS = ["held_out", "n", "n_covid", "sensitivity", "specificity", "balanced_accuracy", "roc_auc", "both_labels"]
+# Patient-group bootstrap intervals of the held-out source's numbers.
+INTERVAL_COLUMNS = [f"{m}_ci_{end}" for m in ("sensitivity", "specificity", "balanced_accuracy", "roc_auc")
+                    for end in ("low", "high")]  # fmt: skip
 
 
 def loso_folds(manifest: pd.DataFrame, min_images: int = 10) -> list[str]:
@@ -38,9 +42,15 @@ def run_fold(manifest: pd.DataFrame, held_out: str, model: ModelConfig, config: 
                          class_weight=class_weights(train.labels, len(classes), config.rebalance.strategy),
                          callbacks=callbacks, verbose=0)  # fmt: skip
     proba = result.model.predict(test.images[..., None].astype("float32"), verbose=0)
-    metrics = covid_metrics(test_rows["label"].to_numpy(), proba, classes)
+    val_proba = result.model.predict(val.images[..., None].astype("float32"), verbose=0)
+    # The fold's operating point comes from the fold's own validation rows, never from the held-out source.
+    point = choose_operating_point(np.asarray(classes)[val.labels], val_proba, classes,
+                                   config.evaluation.operating_point)  # fmt: skip
+    metrics = covid_metrics(test_rows["label"].to_numpy(), point.calibrate(proba, classes), classes,
+                            test_rows["group_id"].to_numpy(), point.threshold)  # fmt: skip
     both = test_rows["label"].nunique() > 1
     return {"held_out": held_out, **{k: metrics[k] for k in SUMMARY_COLUMNS[1:-1]}, "both_labels": both,
+            **{k: metrics[k] for k in INTERVAL_COLUMNS}, "threshold": point.threshold,
             "train_images": len(train), "train_seconds": result.seconds}  # fmt: skip
 
 

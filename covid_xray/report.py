@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 
 
 def _with_ci(run, name: str) -> str:
+    """`value [low, high]` with the run's logged 95% interval (by patient group where it logged group intervals)."""
     metrics = run.data.metrics
     if f"test_{name}" not in metrics:
         return "-"
@@ -22,7 +23,9 @@ def _with_ci(run, name: str) -> str:
 
 
 def compare_runs(experiment: str, count: int) -> pd.DataFrame:
-    """The last `count` model-variant runs of `experiment`, newest first."""
+    """The last `count` model-variant runs of `experiment`, newest first, with their 95% intervals and threshold.
+
+    Runs logged before operating points existed decided at 0.5 and show it."""
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -36,14 +39,17 @@ def compare_runs(experiment: str, count: int) -> pd.DataFrame:
         "accuracy": _with_ci(run, "accuracy"),
         "sensitivity": _with_ci(run, "sensitivity"),
         "specificity": _with_ci(run, "specificity"),
+        "balanced_accuracy": _with_ci(run, "balanced_accuracy"),
         "roc_auc": _with_ci(run, "roc_auc"),
+        "threshold": run.data.params.get("operating_point.threshold", "0.5")[:6],
         "train_s": f"{run.data.metrics.get('train_seconds', float('nan')):.0f}",
         "promotion": run.data.tags.get("promotion", "not a candidate")[:40],
     } for run in runs if "loso.held_out" not in run.data.tags])  # fmt: skip
 
 
 def load_test_predictions(run_id: str) -> pd.DataFrame:
-    """The test predictions an evaluate step logged for `run_id` (sha256, source, label, p_<class>...)."""
+    """The test predictions an evaluate step logged for `run_id` (sha256, path, source, label, group_id, p_<class>...,
+    predicted: the class at the run's operating point)."""
     text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation/test_predictions.csv")
     return pd.read_csv(io.StringIO(text), dtype={"sha256": str})
 
@@ -77,12 +83,19 @@ def write_dvc_outputs(
         if not variant or "model_uri" not in run.data.tags:
             continue
         metrics["models"][variant] = {k.removeprefix("test_"): round(v, 4) for k, v in sorted(run.data.metrics.items())
-                                      if k.startswith("test_") and "_ci_" not in k}  # fmt: skip
+                                      if k.startswith("test_") and "_ci_" not in k and "_wilson_" not in k}  # fmt: skip
+        if "operating_point.threshold" in run.data.params:
+            metrics["models"][variant]["threshold"] = round(float(run.data.params["operating_point.threshold"]), 4)
         frame = load_test_predictions(run.info.run_id)
-        proba = frame[[f"p_{c}" for c in classes]].to_numpy()
+        if "predicted" not in frame:
+            raise LookupError(f"run {run.info.run_id} logged test predictions without the `predicted` column "
+                              "(the class at its operating point)")  # fmt: skip
+        unknown = sorted(set(frame["predicted"]) - set(classes))
+        if unknown:
+            raise ValueError(f"run {run.info.run_id} predicted classes {unknown} that are not in {classes}")
         for kind in ("roc", "confusion"):
             (folder / "plots" / kind).mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"actual": frame["label"], "predicted": np.asarray(classes)[proba.argmax(axis=1)]}).to_csv(
+        pd.DataFrame({"actual": frame["label"], "predicted": frame["predicted"]}).to_csv(
             folder / "plots" / "confusion" / f"{variant}.csv", index=False)  # fmt: skip
         fpr, tpr, _ = roc_curve(frame["label"] == "covid", frame["p_covid"])
         pd.DataFrame({"fpr": fpr, "tpr": tpr}).to_csv(folder / "plots" / "roc" / f"{variant}.csv", index=False)

@@ -1,4 +1,5 @@
-"""Test-set metrics with confidence intervals, per source, plots, and the model logged with MLflow's Keras flavor."""
+"""The operating point chosen on validation; test metrics at it with patient-group intervals, per source, plots,
+reliability before and after calibration, the test predictions, and the model logged with MLflow's Keras flavor."""
 
 import tempfile
 from typing import Annotated
@@ -12,7 +13,9 @@ from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
 from covid_xray.explain import grad_cam, predict_with_features, sample_per_class, save_grad_cam_figure, shortcut_check
+from covid_xray.calibration import reliability
 from covid_xray.metrics import confusion, covid_metrics, per_source_metrics, save_plots
+from covid_xray.operating_point import choose_operating_point
 from covid_xray.rebalance import cramers_v
 from covid_xray.tracking import log_keras_model
 from covid_xray.training import Split
@@ -26,23 +29,38 @@ def evaluate_model(
     config: RunConfig,
 ) -> Annotated[dict, "test_metrics"]:
     classes = config.data.classes
-    rows = split_manifest.set_index("sha256").loc[test_set.keys].reset_index()
-    test_proba, test_features = predict_with_features(model, test_set.images)
-    val_proba, val_features = predict_with_features(model, val_set.images)
-    test = covid_metrics(rows["label"].to_numpy(), test_proba, classes)
-    val = covid_metrics(np.asarray(classes)[val_set.labels], val_proba, classes)
-    by_source = per_source_metrics(rows, test_proba, classes)
-    logger.info("%s test metrics: %s", model.name, {k: round(v, 3) for k, v in test.items() if "_ci_" not in k})
+    by_key = split_manifest.set_index("sha256")
+    rows, val_rows = (by_key.loc[split.keys].reset_index() for split in (test_set, val_set))
+    test_raw, test_features = predict_with_features(model, test_set.images)
+    val_raw, val_features = predict_with_features(model, val_set.images)
+    operating_point = choose_operating_point(val_rows["label"].to_numpy(), val_raw, classes,
+                                             config.evaluation.operating_point)  # fmt: skip
+    threshold = operating_point.threshold
+    test_proba, val_proba = operating_point.calibrate(test_raw, classes), operating_point.calibrate(val_raw, classes)
+    test = covid_metrics(rows["label"].to_numpy(), test_proba, classes, rows["group_id"].to_numpy(), threshold)
+    val = covid_metrics(val_rows["label"].to_numpy(), val_proba, classes, val_rows["group_id"].to_numpy(), threshold)
+    before, after = reliability(rows["label"], test_raw, classes), reliability(rows["label"], test_proba, classes)
+    test |= {"ece": after["ece"], "ece_before_calibration": before["ece"], "brier_before_calibration": before["brier"]}
+    by_source = per_source_metrics(rows, test_proba, classes, threshold)
+    logger.info("%s operating point: %s", model.name, operating_point.to_record())
+    logger.info("%s test metrics: %s", model.name,
+                {k: round(v, 3) for k, v in test.items() if "_ci_" not in k and "_wilson_" not in k})  # fmt: skip
     logger.info("Per source:\n%s", by_source[["source", "n", "accuracy", "sensitivity", "specificity"]].to_string())
     with mlflow.start_run(run_id=mlflow_run_id, nested=True):
         mlflow.log_metrics({f"test_{k}": v for k, v in test.items() if np.isfinite(v)})
         mlflow.log_metrics({f"val_{k}": v for k, v in val.items() if np.isfinite(v)})
+        mlflow.log_dict(operating_point.to_record(), "evaluation/operating_point.json")
+        mlflow.log_params({"operating_point.threshold": threshold, "operating_point.rule": operating_point.rule,
+                           "operating_point.calibration": operating_point.calibration})  # fmt: skip
         mlflow.log_text(by_source.to_csv(index=False), "evaluation/per_source.csv")
-        mlflow.log_text(confusion(rows["label"], test_proba, classes).to_csv(), "evaluation/confusion_matrix.csv")
-        predictions = rows[["sha256", "source", "label"]].assign(**{f"p_{c}": test_proba[:, i] for i, c in enumerate(classes)})
+        confusion_table = confusion(rows["label"], test_proba, classes, threshold)
+        mlflow.log_text(confusion_table.to_csv(), "evaluation/confusion_matrix.csv")
+        probabilities = {f"p_{c}": test_proba[:, i] for i, c in enumerate(classes)}
+        predictions = rows[["sha256", "path", "source", "label", "group_id"]].assign(
+            **probabilities, predicted=operating_point.labels(test_proba, classes))  # fmt: skip
         mlflow.log_text(predictions.to_csv(index=False), "evaluation/test_predictions.csv")
         with tempfile.TemporaryDirectory() as folder:
-            for path in save_plots(rows["label"], test_proba, classes, folder):
+            for path in save_plots(rows["label"], test_proba, classes, folder, threshold, uncalibrated=test_raw):
                 mlflow.log_artifact(path, "evaluation")
             shown = sample_per_class(test_set.labels, per_class=4)
             heatmaps = grad_cam(model, test_set.images[shown], classes.index("covid"))

@@ -30,6 +30,8 @@ def test_each_source_is_held_out_once_and_scored_as_its_own_run(tmp_path: Path, 
     table, mean = results["cnn-tiny"]
     assert table["held_out"].tolist() == ["actualmed", "ieee8023"]
     assert (table["n"] == [12, 16]).all() and table["both_labels"].all()
+    assert (table["balanced_accuracy_ci_low"] <= table["balanced_accuracy_ci_high"]).all()  # patient-group intervals
+    assert table["threshold"].between(0, 1).all()  # each fold's operating point, from its own validation rows
     assert 0 <= mean <= 1 and mean == table["balanced_accuracy"].mean()
     assert sorted(runs["tags.loso.held_out"]) == ["actualmed", "ieee8023"]
 

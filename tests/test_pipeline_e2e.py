@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from fixtures import write_ieee8023
@@ -85,6 +87,17 @@ def test_pipeline_trains_tracks_registers_and_promotes(project):
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 2  # one point per epoch
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
         assert "evaluation/confusion_matrix.png" in artifacts and "evaluation/test_predictions.csv" in artifacts
+        assert "evaluation/operating_point.json" in artifacts and run.data.params["operating_point.rule"] == "youden"
+        evaluation = Path(client.download_artifacts(run.info.run_id, "evaluation", str(tmp / run.info.run_id)))
+        point = json.loads((evaluation / "operating_point.json").read_text())
+        assert point["threshold"] == float(run.data.params["operating_point.threshold"])
+        assert point["calibration"] == "temperature" and len(point["parameters"]) == 1
+        predictions = pd.read_csv(evaluation / "test_predictions.csv")
+        assert list(predictions.columns) == ["sha256", "path", "source", "label", "group_id", "p_covid", "p_normal",
+                                             "predicted"]  # fmt: skip
+        at_threshold = np.where(predictions["p_covid"] >= point["threshold"], "covid", "normal")
+        assert (predictions["predicted"] == at_threshold).all()
+        assert run.data.metrics["test_n_groups"] <= run.data.metrics["test_n"]
     parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
     assert parent.data.tags["validation"] == "passed"
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "validation")} >= {"validation/report.html"}

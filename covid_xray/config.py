@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 CLASSES = ("covid", "normal", "pneumonia")
+ClassName = Literal["covid", "normal", "pneumonia"]
 
 
 class ConfigError(ValueError):
@@ -28,10 +29,63 @@ class SourceConfig(Strict):
     reader: str = Field(description="Name of a registered source reader, e.g. 'ieee8023'.")
     path: str = Field(description="Folder of the source in its public layout, relative to data.root.")
     name: str | None = Field(default=None, description="Name in reports; defaults to the reader's name.")
+    # Options of the readers for a user's own export (`folder`, `csv`); a reader that does not take one refuses it.
+    labels: dict[str, ClassName | None] | None = Field(
+        default=None, description="Label text (class folder name, CSV label) -> project class; null drops it."
+    )
+    patient_pattern: str | None = Field(
+        default=None, description="`folder`: regular expression whose group (or group `patient`) in a file name is "
+                                  "the patient id; files that do not match are dropped."
+    )  # fmt: skip
+    csv_file: str | None = Field(default=None, description="`csv`: the table's file in the source folder (labels.csv).")
 
     @property
     def label(self) -> str:
         return self.name or self.reader
+
+    def reader_options(self) -> dict[str, Any]:
+        """The reader-specific keys that are set, as keyword arguments of the reader."""
+        return {key: getattr(self, key) for key in READER_OPTION_KEYS if getattr(self, key) is not None}
+
+    def provided_classes(self) -> frozenset[str]:
+        from .sources import READER_CLASSES
+
+        classes = READER_CLASSES[self.reader]
+        return classes if self.labels is None else classes & {c for c in self.labels.values() if c}
+
+    @field_validator("patient_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        from .sources.base import compile_patient_pattern
+
+        if value is not None:
+            compile_patient_pattern(value)
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, value: dict | None) -> dict | None:
+        keys = [key.strip().lower() for key in value or {}]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise ValueError(f"label(s) {repeated} given more than once (labels are compared in lower case)")
+        if value is not None and not value:
+            raise ValueError("empty mapping: leave `labels` out to use the class names covid, normal, pneumonia")
+        return value
+
+    @model_validator(mode="after")
+    def _options_of_the_reader(self) -> "SourceConfig":
+        from .sources import READER_OPTIONS
+
+        takes = READER_OPTIONS.get(self.reader)  # an unknown reader is reported by DataConfig
+        refused = [key for key in self.reader_options() if takes is not None and key not in takes]
+        if refused:
+            raise ValueError(f"reader {self.reader!r} takes no option {refused[0]!r} (options it takes: "
+                             f"{', '.join(sorted(takes)) or 'none'})")
+        return self
+
+
+READER_OPTION_KEYS = ("labels", "patient_pattern", "csv_file")
 
 
 class PreprocessConfig(Strict):
@@ -65,7 +119,7 @@ class DataConfig(Strict):
         unknown = [s.reader for s in self.sources if s.reader not in READER_CLASSES]
         if unknown:
             raise ValueError(f"unknown reader(s) {unknown}; known: {sorted(READER_CLASSES)}")
-        provided = set().union(*(READER_CLASSES[s.reader] for s in self.sources))
+        provided = set().union(*(s.provided_classes() for s in self.sources))
         missing = [c for c in self.classes if c not in provided]
         if missing:
             raise ValueError(f"no configured source provides class(es) {missing}")

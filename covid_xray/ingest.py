@@ -34,7 +34,7 @@ def read_sources(data: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
             raise IngestError(f"source {source.label!r}: unknown reader {source.reader!r}; known: {sorted(READERS)}")
         folder = Path(data.root) / source.path
         try:
-            scan = reader(folder, source.label)
+            scan = reader(folder, source.label, **source.reader_options())
         except SourceError as error:
             raise IngestError(f"source {source.label!r}: {error} (run `dvc pull` to materialize data/raw?)") from None
         found, dropped = scan.frames()

@@ -134,3 +134,51 @@ def write_radiography(root: Path, seed: int = 950) -> Path:
         save(xray_like(seed + 50 + i, label), base / folder / "masks" / f"{folder}-1.png")
     (base / "COVID.metadata.xlsx").write_bytes(b"PK\x03\x04 (spreadsheet)")
     return root / "radiography"
+
+
+HANNOVER_COLUMNS = [
+    "patient_id", "image_id", "sex", "age", "size", "weight", "admission_offset", "icu_admission_offset",
+    "icu_release_offset", "death_offset", "modality", "projection", "crp_offset", "crp_val", "d-dimer_offset",
+    "d-dimer_val", "ldh_offset", "ldh_val",
+]  # fmt: skip
+
+
+def write_hannover(root: Path, n_patients: int = 3, images_per_patient: int = 2, seed: int = 1000,
+                   extra_rows: list[dict] | None = None) -> Path:  # fmt: skip
+    """Hannover layout: data.csv (LF, redacted empty columns, lab values) + png/<image_id>.png, all COVID-19."""
+    folder = root / "hannover"
+    rows = []
+    for i in range(n_patients * images_per_patient):
+        image_id = f"{seed + i:08x}"
+        save(xray_like(seed + i, "covid"), folder / "png" / f"{image_id}.png")
+        rows.append({"patient_id": f"p{seed + i // images_per_patient:07x}", "image_id": image_id, "sex": "m",
+                     "admission_offset": str(-i), "modality": "CR" if i % 2 else "DX",
+                     "projection": "ap" if i % 3 else "pa", "crp_offset": "0.0", "crp_val": "5.0", "ldh_val": "inf"})
+    write_csv(folder / "data.csv", HANNOVER_COLUMNS, rows + (extra_rows or []))
+    return folder
+
+
+def write_class_folders(root: Path, seed: int = 1100) -> Path:
+    """A hospital export, one sub-folder per class, patient ids in the file names: export/<class>/P<id>_<n>.png."""
+    folder = root / "export"
+    images = [("COVID", "P1000_1.png"), ("COVID", "P1000_2.png"), ("COVID", "P1001_1.png"),
+              ("Healthy", "P1002_1.png"), ("Healthy", "P1003_1.png"), ("Other", "P1004_1.png")]  # fmt: skip
+    for i, (class_folder, name) in enumerate(images):
+        save(xray_like(seed + i, "covid" if class_folder == "COVID" else "normal"), folder / class_folder / name)
+    save(xray_like(seed + 10, "normal").convert("RGB"), folder / "Healthy" / "2024" / "P2000_1.jpg")
+    (folder / "Healthy" / "Thumbs.db").write_bytes(b"not an image")
+    (folder / "README.txt").write_text("exported 2024-05-01\n")
+    return folder
+
+
+def write_csv_table(root: Path, rows: list[dict], seed: int = 1200, csv_file: str = "labels.csv") -> Path:
+    """A hospital export as a table: <folder>/<csv_file> listing images under <folder>/images/.
+
+    Each row's image is written unless the row says `"write": False`."""
+    folder = root / "hospital"
+    for i, row in enumerate(rows):
+        if row.get("write", True):
+            save(xray_like(seed + i, "covid" if "covid" in row["label"].lower() else "normal"),
+                 folder / row["path"].replace("\\", "/"))  # fmt: skip
+    write_csv(folder / csv_file, ["path", "label", "patient_id", "view", "modality"], rows)
+    return folder

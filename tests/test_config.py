@@ -68,3 +68,60 @@ def test_loso_threshold_needs_loso_enabled():
         parse_config(config)
     config["evaluation"] = {"loso": True}
     assert parse_config(config).evaluation.loso
+
+
+def with_source(source: dict, classes: list[str] | None = None) -> dict:
+    config = raw()
+    config["data"]["sources"] = [source]
+    config["data"]["classes"] = classes or ["covid", "normal"]
+    return config
+
+
+def test_own_data_reader_options_are_parsed_and_reach_the_reader():
+    config = parse_config(with_source({"reader": "folder", "path": "export", "patient_pattern": r"^(P\d+)_",
+                                       "labels": {"COVID": "covid", "Healthy": "normal", "Other": None}}))  # fmt: skip
+    source = config.data.sources[0]
+    assert source.reader_options() == {"labels": {"COVID": "covid", "Healthy": "normal", "Other": None},
+                                       "patient_pattern": r"^(P\d+)_"}  # fmt: skip
+    assert source.provided_classes() == {"covid", "normal"}
+    table = parse_config(with_source({"reader": "csv", "path": "hospital", "csv_file": "export/list.csv"}))
+    csv = table.data.sources[0]
+    assert csv.reader_options() == {"csv_file": "export/list.csv"}
+    assert csv.provided_classes() == {"covid", "normal", "pneumonia"}
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"reader": "ieee8023", "path": "x", "patient_pattern": "(.*)"},
+     "data.sources.0: Value error, reader 'ieee8023' takes no option 'patient_pattern' (options it takes: none)"),
+    ({"reader": "folder", "path": "x", "csv_file": "a.csv"},
+     "reader 'folder' takes no option 'csv_file' (options it takes: labels, patient_pattern)"),
+    ({"reader": "folder", "path": "x", "patient_pattern": "P(\\d+"},
+     "data.sources.0.patient_pattern: Value error, not a regular expression (missing ), unterminated subpattern"),
+    ({"reader": "folder", "path": "x", "patient_pattern": "P\\d+"},
+     "data.sources.0.patient_pattern: Value error, needs a group around the patient id"),
+    ({"reader": "folder", "path": "x", "labels": {"Healthy": "healthy"}},
+     "data.sources.0.labels.Healthy: Input should be 'covid', 'normal' or 'pneumonia'"),
+    ({"reader": "csv", "path": "x", "labels": {"Positive": "covid", "POSITIVE ": "covid"}},
+     "data.sources.0.labels: Value error, label(s) ['positive'] given more than once"),
+    ({"reader": "csv", "path": "x", "labels": {}}, "data.sources.0.labels: Value error, empty mapping"),
+    ({"reader": "csv", "path": "x", "delimiter": ";"}, "data.sources.0.delimiter: unknown key"),
+])  # fmt: skip
+def test_bad_reader_options_are_named(source: dict, message: str):
+    with pytest.raises(ConfigError) as error:
+        parse_config(with_source(source))
+    assert message in str(error.value)
+
+
+def test_classes_a_source_provides_follow_its_label_mapping():
+    only_covid = {"reader": "folder", "path": "x", "labels": {"COVID": "covid", "Other": None}}
+    with pytest.raises(ConfigError, match=r"no configured source provides class\(es\) \['normal'\]"):
+        parse_config(with_source(only_covid))
+    with pytest.raises(ConfigError, match=r"no configured source provides class\(es\) \['normal'\]"):
+        parse_config(with_source({"reader": "hannover", "path": "hannover"}))
+
+
+def test_a_covid_only_source_is_allowed_beside_sources_with_negatives():
+    config = raw()
+    config["data"]["sources"] = [{"reader": "ieee8023", "path": "ieee8023"}, {"reader": "hannover", "path": "hannover"}]
+    assert [s.provided_classes() for s in parse_config(config).data.sources] == [{"covid", "normal", "pneumonia"},
+                                                                                  {"covid"}]  # fmt: skip

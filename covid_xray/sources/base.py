@@ -6,16 +6,23 @@ Metadata is untrusted: file names are resolved inside the source folder or dropp
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
+CLASSES = ("covid", "normal", "pneumonia")
 MANIFEST_COLUMNS = ["source", "path", "label", "finding", "patient_id", "view", "modality"]
 DROP_COLUMNS = ["source", "item", "reason"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 FRONTAL_VIEWS = {"pa", "ap", "ap supine", "ap semi erect", "ap erect"}
+# The project's spelling of each frontal view (validation.allowed_views), for layouts that write them otherwise.
+VIEW_NAMES = {"pa": "PA", "ap": "AP", "ap supine": "AP Supine", "ap semi erect": "AP semi erect",
+              "ap erect": "AP erect"}  # fmt: skip
+# Computed (CR) and digital (DX) radiography are X-rays; DICOM writes them so.
+XRAY_MODALITIES = {"x-ray": "X-ray", "xray": "X-ray", "cr": "X-ray", "dx": "X-ray"}
 
 
 class SourceError(ValueError):
@@ -80,12 +87,16 @@ def display_path(path: str | Path) -> str:
 
 
 def resolve_inside(folder: Path, name: str) -> Path | None:
-    """The path of `name` inside `folder`, or None when it is absolute or escapes the folder."""
+    """The absolute path of `name` inside `folder`, or None when it is absolute or escapes the folder.
+
+    Links are followed to check where a name really points, but the path returned stays under `folder` as given:
+    a data root reached through a symbolic link gives paths under that link, like every other path of the run.
+    """
     if not name or Path(name).is_absolute() or "\x00" in name:
         return None
     root = folder.resolve()
     path = (root / name).resolve()
-    return path if path.is_relative_to(root) else None
+    return folder.absolute() / path.relative_to(root) if path.is_relative_to(root) else None
 
 
 def require_folder(folder: Path) -> None:
@@ -126,6 +137,44 @@ def is_frontal(view: str) -> bool:
     return view.strip().lower() in FRONTAL_VIEWS
 
 
+def view_name(view: str) -> str | None:
+    """The project's name of a frontal view ('pa' -> 'PA'), 'unknown' when blank, None when not frontal."""
+    text = view.strip().lower()
+    return "unknown" if text in ("", "unknown") else VIEW_NAMES.get(text)
+
+
+def modality_name(modality: str) -> str | None:
+    """'X-ray' for an X-ray modality however it is written ('CR', 'DX', 'x-ray'; blank counts as X-ray), else None."""
+    return XRAY_MODALITIES.get(modality.strip().lower() or "x-ray")
+
+
+def label_lookup(labels: dict[str, str | None] | None) -> dict[str, str | None]:
+    """Label text (lower case) -> project class, None for a class the project does not use.
+
+    Without a mapping the labels are the project's class names, in any case ('COVID', 'Normal').
+    """
+    return {key.strip().lower(): value for key, value in (labels or {c: c for c in CLASSES}).items()}
+
+
+def compile_patient_pattern(pattern: str) -> re.Pattern:
+    """A file-name pattern whose group `patient` (or first group) is the patient id; ValueError says what is wrong."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"not a regular expression ({error}): {pattern!r}") from None
+    if compiled.groups == 0:
+        raise ValueError(f"needs a group around the patient id, e.g. '^(\\d+)_' or '(?P<patient>...)': {pattern!r}")
+    return compiled
+
+
+def patient_in(pattern: re.Pattern, name: str) -> str | None:
+    """The patient id that `pattern` finds in the file name `name`, None when it does not match."""
+    match = pattern.search(name)
+    if match is None:
+        return None
+    return match.group("patient" if "patient" in pattern.groupindex else 1) or None
+
+
 def scan_labelled_folders(
     scan: SourceScan,
     base: Path,
@@ -159,16 +208,19 @@ def scan_labelled_folders(
                 scan.add(relative, label=label, finding=folder_name, patient_id=patient_of(path))
 
 
-Reader = Callable[[Path, str], SourceScan]
+# reader(folder, source_name, **options): options are the reader's own keys of its source config (READER_OPTIONS).
+Reader = Callable[..., SourceScan]
 READERS: dict[str, Reader] = {}
 # The project classes each layout can provide, so a config asking for others fails before anything runs.
 READER_CLASSES: dict[str, frozenset[str]] = {}
+READER_OPTIONS: dict[str, frozenset[str]] = {}
 
 
-def register(name: str, classes: tuple[str, ...]) -> Callable[[Reader], Reader]:
+def register(name: str, classes: tuple[str, ...], options: tuple[str, ...] = ()) -> Callable[[Reader], Reader]:
     def wrap(reader: Reader) -> Reader:
         READERS[name] = reader
         READER_CLASSES[name] = frozenset(classes)
+        READER_OPTIONS[name] = frozenset(options)
         return reader
 
     return wrap

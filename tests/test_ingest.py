@@ -1,0 +1,66 @@
+"""Reading the configured sources: the default config's five real sources, and a user's own export from YAML."""
+
+from pathlib import Path
+
+import pandas as pd
+from fixtures import write_class_folders, write_csv_table
+
+from covid_xray.config import load_config
+from covid_xray.ingest import ingest, read_sources
+
+NOT_FRONTAL = 8  # CT and lateral images kept in the shared ieee8023 copy (tests/sources/test_readers.py)
+
+
+def test_default_config_reads_the_five_real_sources(shared_datasets: Path):
+    data = load_config("configs/default.yaml").data.model_copy(update={"root": str(shared_datasets)})
+    assert [s.label for s in data.sources] == ["ieee8023", "hannover", "actualmed", "darkcovidnet",
+                                               "covid19-image-dataset"]  # fmt: skip
+    rows, drops = read_sources(data)
+    truth = pd.read_csv(shared_datasets / "manifest.csv")["source"].value_counts().to_dict()
+    found = rows["source"].value_counts().to_dict()
+    assert found == truth | {"ieee8023": truth["ieee8023"] - NOT_FRONTAL + 4}  # four files listed twice
+    assert found["hannover"] == 167 and set(rows.loc[rows["source"] == "hannover", "label"]) == {"covid"}
+    assert not drops["reason"].eq("no usable images in source").any()
+
+
+FOLDER_EXAMPLE = """
+data:
+  root: {root}
+  cache_dir: {root}/cache
+  image_size: 32
+  sources:
+    - reader: folder
+      path: export                       # export/<class folder>/<image>
+      name: hospital-a
+      labels: {{COVID: covid, Healthy: normal, Other: null}}   # class folder -> project class; null: not used
+      patient_pattern: '^(P\\d+)_'       # P1000_2.png is patient P1000
+    - reader: csv
+      path: hospital                     # hospital/labels.csv lists images inside hospital/
+      name: hospital-b
+      csv_file: labels.csv
+      labels: {{positive: covid, negative: normal}}
+models: [{{name: cnn, kind: cnn}}]
+validation: {{min_side: 32}}
+"""
+
+
+def test_own_exports_from_yaml_are_ingested_with_patients_and_drops(tmp_path: Path):
+    write_class_folders(tmp_path)
+    write_csv_table(tmp_path, [
+        {"path": "images/1.png", "label": "Positive", "patient_id": "MRN-1", "view": "PA", "modality": "CR"},
+        {"path": "images/2.png", "label": "Positive", "patient_id": "MRN-1", "view": "AP", "modality": "CR"},
+        {"path": "images/3.png", "label": "Negative", "patient_id": "MRN-2"},
+        {"path": "images/4.png", "label": "Negative"},
+        {"path": "images/5.png", "label": "Unclear", "patient_id": "MRN-3"},
+    ])  # fmt: skip
+    (tmp_path / "own.yaml").write_text(FOLDER_EXAMPLE.format(root=tmp_path))
+    config = load_config(tmp_path / "own.yaml")
+    manifest, drops = ingest(config.data, config.validation)
+    assert manifest.groupby(["source", "label"]).size().to_dict() == {("hospital-a", "covid"): 3,
+        ("hospital-a", "normal"): 3, ("hospital-b", "covid"): 2, ("hospital-b", "normal"): 2}  # fmt: skip
+    assert manifest.loc[manifest["source"] == "hospital-b", "patient_id"].tolist() == [
+        "hospital-b:MRN-1", "hospital-b:MRN-1", "hospital-b:MRN-2", "hospital-b:image-images/4.png"]
+    assert manifest["group_id"].nunique() == 8  # P1000 (2 images), P1001, P1002, P1003, P2000; MRN-1 (2), MRN-2, 4.png
+    assert drops.groupby("source").size().to_dict() == {"hospital-a": 3, "hospital-b": 1}
+    assert drops.loc[drops["source"] == "hospital-b", "reason"].tolist() == [
+        "unknown label 'Unclear' (labels: negative, positive)"]

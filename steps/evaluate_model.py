@@ -11,6 +11,7 @@ from zenml import step
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
+from covid_xray.decision import OperatingPoint
 from covid_xray.explain import grad_cam, predict_with_features, sample_per_class, save_grad_cam_figure, shortcut_check
 from covid_xray.metrics import confusion, covid_metrics, per_source_metrics, save_plots
 from covid_xray.rebalance import cramers_v
@@ -39,7 +40,8 @@ def evaluate_model(
         mlflow.log_metrics({f"val_{k}": v for k, v in val.items() if np.isfinite(v)})
         mlflow.log_text(by_source.to_csv(index=False), "evaluation/per_source.csv")
         mlflow.log_text(confusion(rows["label"], test_proba, classes).to_csv(), "evaluation/confusion_matrix.csv")
-        predictions = rows[["sha256", "source", "label"]].assign(**{f"p_{c}": test_proba[:, i] for i, c in enumerate(classes)})
+        predictions = rows[["sha256", "path", "source", "label", "group_id"]].assign(
+            **{f"p_{c}": test_proba[:, i] for i, c in enumerate(classes)}, predicted=OperatingPoint().labels(test_proba, classes))
         mlflow.log_text(predictions.to_csv(index=False), "evaluation/test_predictions.csv")
         with tempfile.TemporaryDirectory() as folder:
             for path in save_plots(rows["label"], test_proba, classes, folder):

@@ -21,7 +21,7 @@ def wanted_stages(client: MlflowClient, name: str) -> dict[str, str]:
     for alias, stage in ((CHALLENGER, "staging"), (CHAMPION, "production")):  # champion wins if both
         found = _by_alias(client, name, alias)
         if found is not None:
-            stages[found.version] = stage
+            stages[str(found.version)] = stage
     return stages
 
 

@@ -342,7 +342,7 @@ def rollback_target(client: MlflowClient, name: str) -> str | None:
     if pending is not None:
         return pending.get("previous")
     found = _by_alias(client, name, PREVIOUS)
-    return found.version if found else None
+    return str(found.version) if found else None
 
 
 def _move(client: MlflowClient, name: str, held: Lease, champion: str, previous: str | None, event: dict) -> dict:
@@ -393,7 +393,7 @@ def apply_decision(
     with lease(client, name, config.lease_seconds, config.lease_wait_seconds) as held:
         _complete_pending(client, name, held)
         found = current_champion(client, name)
-        now = found.version if found else None
+        now = str(found.version) if found else None
         if decision.promote and now != expected_champion and now != version:
             decision = Decision(False, [*decision.reasons, f"champion moved from {_v(expected_champion)} to {_v(now)} "
                                         "while this candidate was gated: not promoted (compare-and-set); rerun the gate"],
@@ -416,7 +416,7 @@ def apply_decision(
 
 def _previous_version(client: MlflowClient, name: str) -> str | None:
     found = _by_alias(client, name, PREVIOUS)
-    return found.version if found else None
+    return str(found.version) if found else None
 
 
 def _v(version: str | None) -> str:
@@ -432,7 +432,7 @@ def rollback(client: MlflowClient, name: str, config: PromotionConfig | None = N
         if target is None:
             raise ValueError(f"model {name!r} has no '{PREVIOUS}' version to roll back to")
         found = current_champion(client, name)
-        old = found.version if found else None
+        old = str(found.version) if found else None
         event = {"action": "rollback", "from_version": old, "to_version": target,
                  "reasons": [reason or "rollback by hand"], "evidence": {}}  # fmt: skip
         _move(client, name, held, target, old, event)
@@ -464,7 +464,7 @@ def promote_run(
         run.data.tags["model_uri"], config.model_name,
         tags={"run_id": run_id, "data.manifest_hash": run.data.tags.get("data.manifest_hash", "")},
     )  # fmt: skip
-    decision = apply_decision(client, config.model_name, version.version, decision,
-                              champion.version if champion else None, config, run_id)  # fmt: skip
+    decision = apply_decision(client, config.model_name, str(version.version), decision,
+                              str(champion.version) if champion else None, config, run_id)  # fmt: skip
     client.set_tag(run_id, "promotion", decision.summary[:5000])
-    return version.version, decision
+    return str(version.version), decision

@@ -272,6 +272,11 @@ def history(model_name: str, sync: bool) -> None:
         click.echo(f"unfinished move (completed by the next promote/rollback): {json.dumps(pending)}")
     if sync:
         _follow_aliases(client, model_name)
+    from .lifecycle import zenml_stages
+
+    stages = zenml_stages(model_name)
+    click.echo("zenml: " + (", ".join(f"version {v} {s}" for v, s in sorted(stages.items(), key=lambda i: int(i[0])))
+                            or "no model version mirrors an MLflow version"))  # fmt: skip
 
 
 def format_event(event: dict) -> str:

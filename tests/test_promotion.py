@@ -22,7 +22,7 @@ N = 200  # test images, two per patient
 KEYS = [f"{i:064x}" for i in range(N)]
 TRUTH = np.where(np.arange(N) // 2 % 2 == 0, "covid", "normal")
 GATE = PromotionConfig(model_name=NAME, min_accuracy=0.6, min_sensitivity=0.5, min_specificity=0.5,
-                       non_inferiority_margin=0.05, lease_seconds=5, lease_wait_seconds=20)  # fmt: skip
+                       non_inferiority_margin=0.05, lease_seconds=60, lease_wait_seconds=120)  # fmt: skip
 
 
 @pytest.fixture

@@ -68,3 +68,22 @@ def test_loso_threshold_needs_loso_enabled():
         parse_config(config)
     config["evaluation"] = {"loso": True}
     assert parse_config(config).evaluation.loso
+
+
+def test_selection_by_loso_needs_loso_and_loso_models_must_exist():
+    config = raw()
+    config["promotion"]["selection"] = "loso"
+    with pytest.raises(ConfigError, match="promotion.selection: loso needs evaluation.loso: true"):
+        parse_config(config)
+    config["evaluation"] = {"loso": True, "loso_models": ["cnn-tiny", "resnet"]}
+    with pytest.raises(ConfigError, match=r"evaluation.loso_models: no model named \['resnet'\]"):
+        parse_config(config)
+    config["evaluation"]["loso_models"] = ["cnn-tiny"]
+    assert parse_config(config).promotion.selection == "loso"
+
+
+def test_old_gate_keys_are_errors_not_silently_ignored():
+    config = raw()
+    config["promotion"]["max_accuracy_drop"] = 0.0
+    with pytest.raises(ConfigError, match="promotion.max_accuracy_drop: unknown key"):
+        parse_config(config)

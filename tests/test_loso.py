@@ -41,3 +41,15 @@ def test_summary_mean_ignores_sources_with_one_label():
         {"held_out": "c", "balanced_accuracy": 0.6, "both_labels": True},
     ])  # fmt: skip
     assert mean == 0.7 and len(table) == 3
+
+
+def test_pipeline_folds_are_cheaper_and_only_of_the_listed_variants():
+    from covid_xray.loso import fold_models
+
+    raw = yaml.safe_load(Path("configs/tiny.yaml").read_text())
+    raw["models"][1] |= {"epochs": 15}
+    raw["evaluation"] = {"loso": True, "loso_epochs": 5, "loso_models": ["cnn-tiny"]}
+    [model] = fold_models(parse_config(raw))
+    assert (model.name, model.epochs, model.conv_filters) == ("cnn-tiny", 5, [8, 16])
+    raw["evaluation"] = {"loso": True}
+    assert [m.epochs for m in fold_models(parse_config(raw))] == [2, 15]

@@ -274,7 +274,11 @@ def history(model_name: str, sync: bool) -> None:
         _follow_aliases(client, model_name)
     from .lifecycle import zenml_stages
 
-    stages = zenml_stages(model_name)
+    try:
+        stages = zenml_stages(model_name)
+    except Exception as error:  # noqa: BLE001 - shown: the MLflow lineage above stands without ZenML
+        click.echo(f"zenml: stages unavailable ({type(error).__name__}: {error})")
+        return
     click.echo("zenml: " + (", ".join(f"version {v} {s}" for v, s in sorted(stages.items(), key=lambda i: int(i[0])))
                             or "no model version mirrors an MLflow version"))  # fmt: skip
 

@@ -73,4 +73,9 @@ def zenml_stages(name: str) -> dict[str, str]:
     """{MLflow version: ZenML stage} of the mirrored versions (for checks and `covid-xray history`)."""
     from .stack import zenml_client
 
-    return {v: str(version.stage) for v, version in mirrors(zenml_client(), name).items()}
+    zenml = zenml_client()
+    try:
+        zenml.get_model(name)
+    except KeyError:  # no ZenML model of that name: nothing mirrors it
+        return {}
+    return {v: str(version.stage) for v, version in mirrors(zenml, name).items()}

@@ -261,10 +261,14 @@ def test_decide_refuses_invalid_data_and_nan_metrics():
     assert not decide({"accuracy": 0.85, "accuracy_ci_low": 0.7, "sensitivity": 1, "specificity": 1}, lower).promote
 
 
-def test_history_command_prints_every_move_with_reasons_and_numbers(client):
+def test_history_command_prints_every_move_with_reasons_and_numbers(client, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from covid_xray.cli import main
+
+    for variable, folder in (("COVID_XRAY_HOME", "home"), ("ZENML_CONFIG_PATH", "home/zenml"),
+                             ("ZENML_REPOSITORY_PATH", "home")):  # fmt: skip
+        monkeypatch.setenv(variable, str(tmp_path / folder))
 
     first, _ = promote_run(client, pipeline_run(wrong(60)), GATE)
     promote_run(client, pipeline_run(wrong(10, 1)), GATE, scorer=Scorer(wrong(60)))
@@ -274,5 +278,6 @@ def test_history_command_prints_every_move_with_reasons_and_numbers(client):
     assert [line.split()[1] for line in lines if line[:4].isdigit()] == ["promote", "promote"]
     assert "version 1 -> version 2" in result.output and "outcome=better" in result.output
     assert "comparison better: balanced_accuracy 0.950 vs champion's 0.700" in result.output
-    assert lines[-1] == "now: champion = version 2, previous = version 1, challenger = none"
+    assert "now: champion = version 2, previous = version 1, challenger = none" in lines
+    assert lines[-1] == "zenml: no model version mirrors an MLflow version"  # no pipeline or CLI move made one
     assert json.loads(client.get_registered_model(NAME).tags[sorted(client.get_registered_model(NAME).tags)[0]])

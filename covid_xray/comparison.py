@@ -39,6 +39,8 @@ class Comparison:
     margin: float
     alpha: float
     resamples: int
+    min_images: int = 0
+    min_patients: int = 0
 
     @property
     def promotes(self) -> bool:
@@ -49,7 +51,8 @@ class Comparison:
         """One line with the numbers, for reasons, tags and `covid-xray history`."""
         if self.outcome == "insufficient":
             return (f"comparison insufficient: {self.images} unseen test images of {self.patients} patients are too "
-                    f"few for the test to have power (promotion.min_compared_images/_patients); not decided")  # fmt: skip
+                    f"few for the test to have power (minimum {self.min_images} images of {self.min_patients} patients); "
+                    "not decided")  # fmt: skip
         level = round(100 * (1 - self.alpha))
         return (f"comparison {self.outcome}: {self.metric} {self.candidate:.3f} vs champion's {self.champion:.3f}, "
                 f"difference {self.difference:+.3f} (one-sided {level}% bounds {self.ci_low:+.3f}, {self.ci_high:+.3f}; "
@@ -57,11 +60,12 @@ class Comparison:
                 f"{self.resamples} patient resamples")  # fmt: skip
 
     @classmethod
-    def insufficient(cls, metric: str, images: int, patients: int, margin: float, alpha: float) -> "Comparison":
+    def insufficient(cls, metric: str, images: int, patients: int, margin: float, alpha: float, min_images: int,
+                     min_patients: int) -> "Comparison":
         """Too few images or patients: decided before either model is scored on them."""
         nan = float("nan")
         return cls("insufficient", metric, int(images), int(patients), nan, nan, nan, nan, nan, float(margin),
-                   float(alpha), 0)  # fmt: skip
+                   float(alpha), 0, int(min_images), int(min_patients))  # fmt: skip
 
     def to_record(self) -> dict:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -107,7 +111,7 @@ def compare(
 
     def result(outcome, cand=np.nan, champ=np.nan, diff=np.nan, low=np.nan, high=np.nan, used=0) -> Comparison:
         return Comparison(outcome, metric, len(truth), patients, float(cand), float(champ), float(diff), float(low),
-                          float(high), float(margin), float(alpha), int(used))  # fmt: skip
+                          float(high), float(margin), float(alpha), int(used), int(min_images), int(min_patients))  # fmt: skip
 
     everything = np.arange(len(truth))
     cand, champ, diff = difference(everything)

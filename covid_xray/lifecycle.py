@@ -28,7 +28,7 @@ def wanted_stages(client: MlflowClient, name: str) -> dict[str, str]:
 def mirrors(zenml, name: str) -> dict[str, object]:
     """{MLflow version: newest ZenML model version that mirrors it} of ZenML model `name`."""
     found = {}
-    for version in zenml.list_model_versions(model_name_or_id=name, size=1000, hydrate=True, sort_by="asc:number").items:
+    for version in zenml.list_model_versions(model=name, size=1000, hydrate=True, sort_by="asc:number").items:
         mlflow_version = version.run_metadata.get("mlflow_version")
         if mlflow_version is not None:
             found[str(mlflow_version)] = version

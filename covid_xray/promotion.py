@@ -199,7 +199,7 @@ def compare_with_champion(
     if len(unseen) < config.min_compared_images or patients < config.min_compared_patients:
         # Not worth re-scoring the champion: the test cannot have power on so few.
         return Comparison.insufficient(config.comparison_metric, len(unseen), patients, config.non_inferiority_margin,
-                                       config.alpha), notes  # fmt: skip
+                                       config.alpha, config.min_compared_images, config.min_compared_patients), notes  # fmt: skip
     champion_labels = (scorer or champion_predictions)(f"models:/{champion.name}/{champion.version}", list(unseen["path"]))
     return compare(truth, predicted, np.asarray(champion_labels), groups, **settings), notes
 

@@ -69,7 +69,7 @@ def test_too_few_unseen_images_decides_nothing():
     champion = with_errors(truth, spread(20, 10))  # far worse, but on 20 images of 10 patients
     result = compare(truth, truth.copy(), champion, groups, min_images=50, min_patients=30)
     assert result.outcome == "insufficient" and not result.promotes
-    assert "too" in result.summary and "20 unseen test images of 10 patients" in result.summary
+    assert "20 unseen test images of 10 patients are too few for the test to have power (minimum 50 images of 30 patients)" in result.summary
 
 
 def test_patients_not_images_are_resampled():

@@ -200,8 +200,8 @@ def promote(run_id: str, config_path: str, force_reason: str | None) -> None:
 
     client = MlflowClient()
     try:
-        version, decision = promote_run(client, run_id, config.promotion, force_reason=force_reason,
-                                        selection=f"candidate chosen by hand: covid-xray promote --run {run_id}")  # fmt: skip
+        why = f"candidate chosen by hand: covid-xray promote --run {run_id}"
+        version, decision = promote_run(client, run_id, config.promotion, force_reason=force_reason, selection=why)
     except (MlflowException, PromotionError, LeaseBusy, LeaseLost, FileNotFoundError, KeyError) as error:
         fail(f"cannot promote run {run_id}: {error}")
     click.echo(f"{config.promotion.model_name} version {version}: {decision.summary}")

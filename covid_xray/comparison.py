@@ -110,8 +110,8 @@ def compare(
         return values[0], values[1], values[0] - values[1]
 
     def result(outcome, cand=np.nan, champ=np.nan, diff=np.nan, low=np.nan, high=np.nan, used=0) -> Comparison:
-        return Comparison(outcome, metric, len(truth), patients, float(cand), float(champ), float(diff), float(low),
-                          float(high), float(margin), float(alpha), int(used), int(min_images), int(min_patients))  # fmt: skip
+        numbers = (float(cand), float(champ), float(diff), float(low), float(high), float(margin), float(alpha))
+        return Comparison(outcome, metric, len(truth), patients, *numbers, int(used), int(min_images), int(min_patients))
 
     everything = np.arange(len(truth))
     cand, champ, diff = difference(everything)

@@ -53,8 +53,8 @@ def follow_aliases(client: MlflowClient, name: str, zenml=None) -> dict[str, str
     found = mirrors(zenml, name)
     for mlflow_version in wanted:
         if mlflow_version not in found:
-            created = zenml.create_model_version(name, name=f"mlflow-v{mlflow_version}",
-                                                 description="mirror of an MLflow version promoted outside a pipeline")  # fmt: skip
+            created = zenml.create_model_version(
+                name, name=f"mlflow-v{mlflow_version}", description="mirror of an MLflow version promoted by hand")
             log_metadata({"mlflow_registered_model": name, "mlflow_version": mlflow_version},
                          model_version_id=created.id)  # fmt: skip
             found[mlflow_version] = created

@@ -186,8 +186,8 @@ def compare_with_champion(
         notes.append(f"{len(frame) - len(unseen)} of {len(frame)} test images left out: champion trained on them")
     except PromotionError as error:
         if config.unknown_champion_split != "compare_all":
-            raise PromotionError(f"cannot compare with the champion: {error} "
-                                 "(set promotion.unknown_champion_split: compare_all to compare on all test images)") from None  # fmt: skip
+            raise PromotionError(f"cannot compare with the champion: {error} (set promotion.unknown_champion_split: "
+                                 "compare_all to compare on all test images)") from None  # fmt: skip
         unseen = frame
         notes.append(f"champion's training images unknown ({error}): compared on all {len(frame)} test images "
                      "(promotion.unknown_champion_split: compare_all)")  # fmt: skip
@@ -198,13 +198,16 @@ def compare_with_champion(
     patients = len(np.unique(groups))
     if len(unseen) < config.min_compared_images or patients < config.min_compared_patients:
         # Not worth re-scoring the champion: the test cannot have power on so few.
-        return Comparison.insufficient(config.comparison_metric, len(unseen), patients, config.non_inferiority_margin,
-                                       config.alpha, config.min_compared_images, config.min_compared_patients), notes  # fmt: skip
+        found = Comparison.insufficient(config.comparison_metric, len(unseen), patients, config.non_inferiority_margin,
+                                        config.alpha, config.min_compared_images, config.min_compared_patients)  # fmt: skip
+        return found, notes
     champion_labels = (scorer or champion_predictions)(f"models:/{champion.name}/{champion.version}", list(unseen["path"]))
     return compare(truth, predicted, np.asarray(champion_labels), groups, **settings), notes
 
 
-def select_candidate(client: MlflowClient, run_ids: list[str], config: PromotionConfig, parent_metrics: dict) -> tuple[str, str]:
+def select_candidate(
+    client: MlflowClient, run_ids: list[str], config: PromotionConfig, parent_metrics: dict
+) -> tuple[str, str]:
     """The variant run to gate, and why: chosen on validation or leave-one-source-out data, never on test data."""
     metric = config.comparison_metric
 
@@ -423,7 +426,9 @@ def _v(version: str | None) -> str:
     return f"version {version}" if version else "none"
 
 
-def rollback(client: MlflowClient, name: str, config: PromotionConfig | None = None, reason: str | None = None) -> tuple[str, str]:
+def rollback(
+    client: MlflowClient, name: str, config: PromotionConfig | None = None, reason: str | None = None
+) -> tuple[str, str]:
     """Make the rollback target champion again (the old champion becomes `previous`); returns (old, new) versions."""
     config = config or PromotionConfig(model_name=name)
     with lease(client, name, config.lease_seconds, config.lease_wait_seconds) as held:
@@ -448,7 +453,8 @@ def promote_run(
     run = client.get_run(run_id)
     metrics = {k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")}
     parent = run.data.tags.get("mlflow.parentRunId")
-    loso = client.get_run(parent).data.metrics.get(f"loso_mean_balanced_accuracy.{run.data.tags.get('model.variant')}") if parent else None
+    variant = run.data.tags.get("model.variant")
+    loso = client.get_run(parent).data.metrics.get(f"loso_mean_balanced_accuracy.{variant}") if parent else None
     if loso is not None:
         metrics["loso_balanced_accuracy"] = loso
     champion = current_champion(client, config.model_name)
@@ -458,7 +464,8 @@ def promote_run(
     decision = decide(metrics, config, comparison, valid_data)
     decision.reasons[:0] = [r for r in (selection,) if r] + notes
     if force_reason and not decision.promote:
-        decision = Decision(True, [*decision.reasons, f"forced: {force_reason}"], {**decision.evidence, "forced": force_reason})
+        decision = Decision(True, [*decision.reasons, f"forced: {force_reason}"],
+                            {**decision.evidence, "forced": force_reason})  # fmt: skip
     existing = [v for v in client.search_model_versions(f"name = '{config.model_name}'") if v.tags.get("run_id") == run_id]
     version = existing[0] if existing else mlflow.register_model(
         run.data.tags["model_uri"], config.model_name,

@@ -1,4 +1,5 @@
-"""covid-xray command line: run the pipeline, open the MLflow UI, predict, compare, promote, roll back.
+"""covid-xray command line: run the pipeline, open the MLflow UI, predict, compare, promote, roll back,
+and show the champion's history.
 
 Errors a user can cause (bad config, bad image, no champion yet) end with one line and a non-zero
 exit code, never a traceback.
@@ -195,37 +196,108 @@ def promote(run_id: str, config_path: str, force_reason: str | None) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from .dataset import image_cache
-    from .promotion import promote_run
-    from .report import test_split_of_run
+    from .promotion import LeaseBusy, LeaseLost, PromotionError, promote_run
 
     client = MlflowClient()
     try:
-        keys, labels = test_split_of_run(client, run_id, config.data.classes)
-        images = image_cache(config).stack(keys)
-        version, decision = promote_run(client, run_id, images, labels, keys, config.data.classes, config.promotion,
-                                        force_reason=force_reason)  # fmt: skip
-    except (MlflowException, FileNotFoundError, KeyError) as error:
+        why = f"candidate chosen by hand: covid-xray promote --run {run_id}"
+        version, decision = promote_run(client, run_id, config.promotion, force_reason=force_reason, selection=why)
+    except (MlflowException, PromotionError, LeaseBusy, LeaseLost, FileNotFoundError, KeyError) as error:
         fail(f"cannot promote run {run_id}: {error}")
     click.echo(f"{config.promotion.model_name} version {version}: {decision.summary}")
+    _follow_aliases(client, config.promotion.model_name)
     if not decision.promote:
         sys.exit(1)
 
 
 @main.command()
 @click.option("--model-name", default="covid-xray", show_default=True)
-def rollback(model_name: str) -> None:
+@click.option("--reason", default="rollback by hand", show_default=True, help="Recorded with the move.")
+def rollback(model_name: str, reason: str) -> None:
     """Make the previous champion the champion again."""
     prepare_environment()
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
+    from .promotion import LeaseBusy, LeaseLost
     from .promotion import rollback as roll_back
 
+    client = MlflowClient()
     try:
-        old, new = roll_back(MlflowClient(), model_name)
-    except ValueError as error:
+        old, new = roll_back(client, model_name, reason=reason)
+    except (ValueError, MlflowException, LeaseBusy, LeaseLost) as error:
         fail(str(error))
     click.echo(f"{model_name}: champion is now version {new} (was {old})")
+    _follow_aliases(client, model_name)
+
+
+def _follow_aliases(client, name: str) -> None:
+    """ZenML stages follow the aliases just moved; a failure here names the fix (the aliases already moved)."""
+    from .lifecycle import follow_aliases
+
+    try:
+        changed = follow_aliases(client, name)
+    except Exception as error:  # noqa: BLE001 - reported, not swallowed: MLflow is already right, ZenML is not
+        fail(f"MLflow aliases moved, but ZenML stages could not follow ({type(error).__name__}: {error}); "
+             f"rerun `covid-xray history --model-name {name} --sync` to retry")  # fmt: skip
+    if changed:
+        click.echo("ZenML stages: " + ", ".join(f"version {v} {stage}" for v, stage in sorted(changed.items())))
+
+
+@main.command()
+@click.option("--model-name", default="covid-xray", show_default=True)
+@click.option("--sync", is_flag=True, help="Also set the ZenML stages from the MLflow aliases.")
+def history(model_name: str, sync: bool) -> None:
+    """The champion's lineage: every decision and alias move with its time, reasons and evidence numbers."""
+    prepare_environment()
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from .promotion import CHALLENGER, CHAMPION, PREVIOUS, _by_alias, pending_move
+    from .promotion import history as read_history
+
+    client = MlflowClient()
+    try:
+        events = read_history(client, model_name)
+        aliases = {alias: _by_alias(client, model_name, alias) for alias in (CHAMPION, PREVIOUS, CHALLENGER)}
+        pending = pending_move(client, model_name)
+    except MlflowException as error:
+        fail(f"no history for model {model_name!r}: {error.message}")
+    if not events:
+        fail(f"model {model_name!r} has no recorded decisions yet")
+    for event in events:
+        click.echo(format_event(event))
+    click.echo("now: " + ", ".join(f"{a} = version {v.version}" if v else f"{a} = none" for a, v in aliases.items()))
+    if pending:
+        click.echo(f"unfinished move (completed by the next promote/rollback): {json.dumps(pending)}")
+    if sync:
+        _follow_aliases(client, model_name)
+    from .lifecycle import zenml_stages
+
+    try:
+        stages = zenml_stages(model_name)
+    except Exception as error:  # noqa: BLE001 - shown: the MLflow lineage above stands without ZenML
+        click.echo(f"zenml: stages unavailable ({type(error).__name__}: {error})")
+        return
+    click.echo("zenml: " + (", ".join(f"version {v} {s}" for v, s in sorted(stages.items(), key=lambda i: int(i[0])))
+                            or "no model version mirrors an MLflow version"))  # fmt: skip
+
+
+def format_event(event: dict) -> str:
+    """One event as a header line, its reasons and its evidence numbers."""
+    moved = f"version {event.get('from_version') or 'none'} -> version {event.get('to_version') or 'none'}"
+    run = f", run {event['run_id']}" if event.get("run_id") else ""
+    candidate = f", candidate version {event['candidate']}" if event.get("candidate") else ""
+    lines = [f"{event['time']}  {event['action']:<9} {moved}  by {event['by']}{run}{candidate}"]
+    lines += [f"    - {reason}" for reason in event.get("reasons", [])]
+    evidence = dict(event.get("evidence") or {})
+    comparison = evidence.pop("comparison", None)
+    if evidence:
+        lines.append("    evidence: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                                for k, v in sorted(evidence.items())))  # fmt: skip
+    if comparison:
+        lines.append("    comparison: " + ", ".join(f"{k}={v}" for k, v in comparison.items()))
+    return "\n".join(lines)
 
 
 def entry() -> None:

@@ -222,6 +222,10 @@ class EvaluationConfig(Strict):
     loso: bool = False
     loso_min_images: int = Field(default=10, ge=1)
     operating_point: OperatingPointConfig = OperatingPointConfig()
+    # Cheaper folds: at most this many epochs per fold (each phase), and only these variants (default: all).
+    # With promotion.selection: loso a variant left out here cannot be chosen.
+    loso_epochs: int | None = Field(default=None, ge=1)
+    loso_models: list[str] | None = None
 
 
 class PromotionConfig(Strict):
@@ -231,12 +235,29 @@ class PromotionConfig(Strict):
     min_specificity: Fraction = 0.7
     # Compare the thresholds with the lower end of the 95% CI instead of the point estimate.
     use_lower_ci: bool = False
-    # Against the champion on the same test images: accuracy may not drop by more than this margin,
-    # and the candidate may not be significantly worse (exact McNemar test at this alpha).
-    max_accuracy_drop: Fraction = 0.0
-    mcnemar_alpha: Fraction = 0.05
     # When set, the candidate's mean leave-one-source-out balanced accuracy must reach it (needs evaluation.loso).
     min_loso_balanced_accuracy: Fraction | None = None
+    # Which variant of a run is the candidate: `loso` ranks by the mean leave-one-source-out balanced accuracy
+    # (needs evaluation.loso), variants within `selection_tolerance` of the best counting as tied, and breaks ties
+    # by the internal validation metric; `validation` ranks by the validation metric alone.
+    selection: Literal["loso", "validation"] = "validation"
+    selection_tolerance: Fraction = 0.0
+    # Candidate vs champion: a paired non-inferiority test on the test images neither has trained on, resampling
+    # patients (covid_xray.comparison). The same metric ranks the variants on validation data.
+    comparison_metric: Literal["balanced_accuracy", "accuracy", "sensitivity", "specificity"] = "balanced_accuracy"
+    non_inferiority_margin: Fraction = 0.02
+    alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
+    bootstrap_resamples: int = Field(default=2000, ge=100)
+    # Fewer unseen test images or patients than this: the comparison says so and does not promote.
+    min_compared_images: int = Field(default=50, ge=1)
+    min_compared_patients: int = Field(default=30, ge=1)
+    # When the champion's training images cannot be read back (no pipeline run, no manifest): `error` stops the
+    # promotion with the reason; `compare_all` compares on every test image and records that it did.
+    unknown_champion_split: Literal["error", "compare_all"] = "error"
+    # Alias moves hold a lease (a lock model in the registry) for at most this long; a crashed holder's lease
+    # can be broken after it expires. Waiting for a busy lease gives up after `lease_wait_seconds`.
+    lease_seconds: float = Field(default=120.0, gt=0)
+    lease_wait_seconds: float = Field(default=300.0, ge=0)
 
 
 class TrackingConfig(Strict):
@@ -287,6 +308,11 @@ class RunConfig(Strict):
             raise ValueError(f"model names must be unique, got {names}")
         if self.promotion.min_loso_balanced_accuracy is not None and not self.evaluation.loso:
             raise ValueError("promotion.min_loso_balanced_accuracy needs evaluation.loso: true")
+        if self.promotion.selection == "loso" and not self.evaluation.loso:
+            raise ValueError("promotion.selection: loso needs evaluation.loso: true")
+        unknown = sorted(set(self.evaluation.loso_models or []) - set(names))
+        if unknown:
+            raise ValueError(f"evaluation.loso_models: no model named {unknown}; have {names}")
         return self
 
 

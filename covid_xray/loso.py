@@ -29,6 +29,18 @@ def loso_folds(manifest: pd.DataFrame, min_images: int = 10) -> list[str]:
     return sorted(s for s, n in counts.items() if n >= min_images and len(counts) > 1)
 
 
+def fold_models(config: RunConfig) -> list[ModelConfig]:
+    """The variants the pipeline's leave-one-source-out step trains: `evaluation.loso_models` (default all), each
+    with at most `evaluation.loso_epochs` epochs per phase (cheaper folds, the same settings otherwise)."""
+    evaluation = config.evaluation
+    models = [m for m in config.models if evaluation.loso_models is None or m.name in evaluation.loso_models]
+    if evaluation.loso_epochs is None:
+        return models
+    cap = evaluation.loso_epochs
+    return [m.model_copy(update={"epochs": min(m.epochs, cap), "fine_tune_epochs": min(m.fine_tune_epochs, cap)})
+            for m in models]  # fmt: skip
+
+
 def run_fold(manifest: pd.DataFrame, held_out: str, model: ModelConfig, config: RunConfig, callbacks=None) -> dict:
     """Train `model` on all sources but `held_out` (patient split into train/val), score it on `held_out`."""
     rest = manifest[manifest["source"] != held_out]

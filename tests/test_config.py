@@ -125,3 +125,22 @@ def test_a_covid_only_source_is_allowed_beside_sources_with_negatives():
     config["data"]["sources"] = [{"reader": "ieee8023", "path": "ieee8023"}, {"reader": "hannover", "path": "hannover"}]
     assert [s.provided_classes() for s in parse_config(config).data.sources] == [{"covid", "normal", "pneumonia"},
                                                                                   {"covid"}]  # fmt: skip
+
+
+def test_selection_by_loso_needs_loso_and_loso_models_must_exist():
+    config = raw()
+    config["promotion"]["selection"] = "loso"
+    with pytest.raises(ConfigError, match="promotion.selection: loso needs evaluation.loso: true"):
+        parse_config(config)
+    config["evaluation"] = {"loso": True, "loso_models": ["cnn-tiny", "resnet"]}
+    with pytest.raises(ConfigError, match=r"evaluation.loso_models: no model named \['resnet'\]"):
+        parse_config(config)
+    config["evaluation"]["loso_models"] = ["cnn-tiny"]
+    assert parse_config(config).promotion.selection == "loso"
+
+
+def test_old_gate_keys_are_errors_not_silently_ignored():
+    config = raw()
+    config["promotion"]["max_accuracy_drop"] = 0.0
+    with pytest.raises(ConfigError, match="promotion.max_accuracy_drop: unknown key"):
+        parse_config(config)

@@ -70,3 +70,15 @@ def test_a_covid_only_source_held_out_is_a_sensitivity_only_fold_outside_the_mea
     assert np.isnan([hannover["specificity"], hannover["balanced_accuracy"], hannover["roc_auc"]]).all()
     assert table.set_index("held_out").loc["ieee8023", "both_labels"]
     assert mean == table.set_index("held_out").loc["ieee8023", "balanced_accuracy"]
+
+
+def test_pipeline_folds_are_cheaper_and_only_of_the_listed_variants():
+    from covid_xray.loso import fold_models
+
+    raw = yaml.safe_load(Path("configs/tiny.yaml").read_text())
+    raw["models"][1] |= {"epochs": 15}
+    raw["evaluation"] = {"loso": True, "loso_epochs": 5, "loso_models": ["cnn-tiny"]}
+    [model] = fold_models(parse_config(raw))
+    assert (model.name, model.epochs, model.conv_filters) == ("cnn-tiny", 5, [8, 16])
+    raw["evaluation"] = {"loso": True}
+    assert [m.epochs for m in fold_models(parse_config(raw))] == [2, 15]

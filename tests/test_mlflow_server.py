@@ -1,4 +1,5 @@
-"""infra/mlflow-server.sh: the tiny pipeline tracked on a shared MLflow server whose backend store is PostgreSQL."""
+"""infra/mlflow-server.sh: the tiny pipeline tracked on a shared MLflow server whose backend store is PostgreSQL,
+and the promotion gate's alias moves raced against that server."""
 
 import json
 import os
@@ -61,9 +62,11 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
-def test_pipeline_tracks_to_mlflow_server_on_postgresql(tmp_path):
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One MLflow server on PostgreSQL for the module (infra/mlflow-server.sh): (uri, PostgreSQL port, env)."""
     install_postgres()
-    state = tmp_path / "server"
+    state = tmp_path_factory.mktemp("mlflow-server") / "server"
     pg_port = free_port()
     env = server_env(MLFLOW_SERVER_HOME=str(state), MLFLOW_PORT=str(free_port()), PGPORT=str(pg_port),
                      PYTHON=sys.executable)  # fmt: skip
@@ -73,32 +76,7 @@ def test_pipeline_tracks_to_mlflow_server_on_postgresql(tmp_path):
     try:
         assert start.returncode == 0, start.stdout + start.stderr + _log(state)
         assert len(pids) == 2  # mlflow server and PostgreSQL, each stopped by its own PID below
-        uri = re.search(r"MLFLOW_TRACKING_URI=(\S+)", start.stdout).group(1)
-
-        write_ieee8023(tmp_path / "data", n_per_class=16)
-        raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
-        raw["data"] |= {"root": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache")}
-        config = tmp_path / "tiny.yaml"
-        config.write_text(yaml.safe_dump(raw))
-        run_env = env | {"COVID_XRAY_HOME": str(tmp_path / "home"), "MLFLOW_TRACKING_URI": uri}
-        run = subprocess.run([sys.executable, "-m", "covid_xray.cli", "run", "--config", str(config)], cwd=ROOT,
-                             env=run_env, capture_output=True, text=True, timeout=900)  # fmt: skip
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        assert not (tmp_path / "home" / "mlflow.db").exists()  # nothing went to the embedded store
-
-        champion = rest(uri, "registered-models/alias?name=covid-xray-tiny&alias=champion")["model_version"]
-        experiment = rest(uri, "experiments/get-by-name?experiment_name=covid-xray-training")["experiment"]
-        runs = rest(uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 100})["runs"]
-        variants = {tag["value"]: r["info"]["run_id"] for r in runs for tag in r["data"].get("tags", [])
-                    if tag["key"] == "model.variant"}  # fmt: skip
-        assert set(variants) == {"vgg16-tiny", "cnn-tiny"} and champion["run_id"] in variants.values()
-
-        import psycopg2  # the runs are rows in PostgreSQL, not in a file store
-
-        with psycopg2.connect(host="127.0.0.1", port=pg_port, user="mlflow", dbname="mlflow") as connection:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT count(*) FROM runs WHERE run_uuid = %s", (champion["run_id"],))
-                assert cursor.fetchone()[0] == 1
+        yield re.search(r"MLFLOW_TRACKING_URI=(\S+)", start.stdout).group(1), pg_port, env
     finally:
         stop = subprocess.run(["bash", "infra/mlflow-server.sh", "stop"], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=120)  # fmt: skip
@@ -108,6 +86,123 @@ def test_pipeline_tracks_to_mlflow_server_on_postgresql(tmp_path):
             time.sleep(1)
         assert not any(alive(pid) for pid in pids), f"still running: {[p for p in pids if alive(p)]}"
         subprocess.run(["bash", "infra/mlflow-server.sh", "purge"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+
+
+def test_pipeline_tracks_to_mlflow_server_on_postgresql(server, tmp_path):
+    uri, pg_port, env = server
+    write_ieee8023(tmp_path / "data", n_per_class=16)
+    raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+    raw["data"] |= {"root": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache")}
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    run_env = env | {"COVID_XRAY_HOME": str(tmp_path / "home"), "MLFLOW_TRACKING_URI": uri}
+    run = subprocess.run([sys.executable, "-m", "covid_xray.cli", "run", "--config", str(config)], cwd=ROOT,
+                         env=run_env, capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert not (tmp_path / "home" / "mlflow.db").exists()  # nothing went to the embedded store
+
+    champion = rest(uri, "registered-models/alias?name=covid-xray-tiny&alias=champion")["model_version"]
+    experiment = rest(uri, "experiments/get-by-name?experiment_name=covid-xray-training")["experiment"]
+    runs = rest(uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 100})["runs"]
+    variants = {tag["value"]: r["info"]["run_id"] for r in runs for tag in r["data"].get("tags", [])
+                if tag["key"] == "model.variant"}  # fmt: skip
+    assert set(variants) == {"vgg16-tiny", "cnn-tiny"} and champion["run_id"] in variants.values()
+
+    import psycopg2  # the runs are rows in PostgreSQL, not in a file store
+
+    with psycopg2.connect(host="127.0.0.1", port=pg_port, user="mlflow", dbname="mlflow") as connection:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM runs WHERE run_uuid = %s", (champion["run_id"],))
+            assert cursor.fetchone()[0] == 1
+
+
+@pytest.fixture
+def registry(server, monkeypatch):
+    """An MLflow client of the shared server, with the module's experiment for gate tests."""
+    import mlflow
+
+    uri = server[0]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("gate-concurrency")
+    yield mlflow.MlflowClient(uri)
+    mlflow.set_tracking_uri(None)
+
+
+def test_two_promotions_at_the_same_moment_end_with_one_champion_and_both_recorded(registry):
+    """Both candidates beat the champion; the lease lets one move the aliases, compare-and-set refuses the other."""
+    import threading
+
+    from test_promotion import GATE, Scorer, pipeline_run, wrong
+
+    from covid_xray.promotion import history, promote_run
+
+    gate = GATE.model_copy(update={"model_name": "race"})
+    old, _ = promote_run(registry, pipeline_run(wrong(60)), gate)
+    candidates = [pipeline_run(wrong(10, 1)), pipeline_run(wrong(12, 2))]
+    start, results = threading.Barrier(2), {}
+
+    def promote(run_id):
+        start.wait()
+        results[run_id] = promote_run(registry, run_id, gate, scorer=Scorer(wrong(60)))
+
+    threads = [threading.Thread(target=promote, args=(run_id,)) for run_id in candidates]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(results) == 2, "a promotion did not finish"
+    promoted = [version for version, decision in results.values() if decision.promote]
+    refused = [decision for _, decision in results.values() if not decision.promote]
+    assert len(promoted) == 1 and len(refused) == 1
+    assert "compare-and-set" in refused[0].reasons[-1]
+    assert str(registry.get_model_version_by_alias("race", "champion").version) == promoted[0]
+    assert str(registry.get_model_version_by_alias("race", "previous").version) == old
+    events = history(registry, "race")
+    assert sorted(e["action"] for e in events[1:]) == ["promote", "rejected"]
+    assert {e["candidate"] for e in events[1:]} == {version for version, _ in results.values()}
+    assert not registry.search_registered_models("name = 'race.lease'")  # released
+
+
+CRASHING_ROLLBACK = """
+import os, sys
+from mlflow import MlflowClient
+from covid_xray.config import PromotionConfig
+from covid_xray.promotion import PREVIOUS, rollback
+
+real = MlflowClient.set_registered_model_alias
+def set_alias(self, name, alias, version):
+    if alias == PREVIOUS:
+        os._exit(9)  # killed between the two writes: no cleanup, the lease stays taken
+    return real(self, name, alias, version)
+MlflowClient.set_registered_model_alias = set_alias
+rollback(MlflowClient(), sys.argv[1], PromotionConfig(model_name=sys.argv[1], lease_seconds=3))
+"""
+
+
+def test_rollback_killed_between_its_two_writes_leaves_a_valid_champion_and_rollback_target(registry, server):
+    from test_promotion import GATE, Scorer, pipeline_run, wrong
+
+    from covid_xray.promotion import finish_pending, history, promote_run, rollback_target
+
+    gate = GATE.model_copy(update={"model_name": "crash"})
+    first, _ = promote_run(registry, pipeline_run(wrong(60)), gate)
+    second, _ = promote_run(registry, pipeline_run(wrong(10, 1)), gate, scorer=Scorer(wrong(60)))
+    env = server[2] | {"MLFLOW_TRACKING_URI": server[0], "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run([sys.executable, "-c", CRASHING_ROLLBACK, "crash"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert killed.returncode == 9, killed.stderr[-2000:]
+
+    def version(alias):
+        return str(registry.get_model_version_by_alias("crash", alias).version)
+
+    assert version("champion") == first  # the rollback's first write: the bad model is out of service
+    assert rollback_target(registry, "crash") == second  # from the journal, though `previous` still says first
+    assert registry.search_registered_models("name = 'crash.lease'")  # the killed process still "holds" it
+    event = finish_pending(registry, "crash", gate)  # waits for the lease to expire, then completes the move
+    assert (version("champion"), version("previous")) == (first, second)
+    assert event["action"] == "rollback" and "completed by" in event["reasons"][-1]
+    assert [e["action"] for e in history(registry, "crash")] == ["promote", "promote", "rollback"]
 
 
 def _log(state: Path) -> str:

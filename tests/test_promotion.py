@@ -1,5 +1,6 @@
-"""The promotion gate against a real MLflow registry (SQLite in a temporary folder)."""
+"""The promotion gate against a real MLflow registry (SQLite in a temporary folder), with an injected champion scorer."""
 
+import json
 from pathlib import Path
 
 import keras
@@ -10,120 +11,247 @@ import pytest
 from mlflow import MlflowClient
 
 from covid_xray.config import PromotionConfig
-from covid_xray.metrics import covid_metrics
+from covid_xray.promotion import (CHALLENGER, CHAMPION, PENDING, PREVIOUS, LeaseBusy, PromotionError, decide,
+                                  finish_pending, history, lease, pending_move, promote_run, rollback, rollback_target,
+                                  select_candidate, training_keys)  # fmt: skip
 from covid_xray.tracking import log_keras_model
-from covid_xray.promotion import CHALLENGER, CHAMPION, PREVIOUS, decide, promote_run, rollback
 
 CLASSES = ["covid", "normal"]
 NAME = "gate-test"
+N = 200  # test images, two per patient
+KEYS = [f"{i:064x}" for i in range(N)]
+TRUTH = np.where(np.arange(N) // 2 % 2 == 0, "covid", "normal")
+GATE = PromotionConfig(model_name=NAME, min_accuracy=0.6, min_sensitivity=0.5, min_specificity=0.5,
+                       non_inferiority_margin=0.05, lease_seconds=60, lease_wait_seconds=120)  # fmt: skip
 
 
 @pytest.fixture
 def client(tmp_path: Path, monkeypatch) -> MlflowClient:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment(experiment_name="gate", )
+    mlflow.set_experiment(experiment_name="gate")
     yield MlflowClient()
     mlflow.set_tracking_uri(None)
 
 
-def make_test_images():
-    rng = np.random.default_rng(0)
-    bright = rng.uniform(150, 255, (20, 8, 8))
-    dark = rng.uniform(0, 100, (20, 8, 8))
-    images = np.concatenate([bright, dark]).astype(np.uint8)
-    labels = np.array([0] * 20 + [1] * 20, np.int32)  # bright = covid
-    return images, labels, [f"{i:04d}" for i in range(40)]
+def wrong(count: int, offset: int = 0) -> np.ndarray:
+    """Predictions with `count` errors spread over both classes."""
+    predicted = TRUTH.copy()
+    rows = (np.linspace(0, N - 1, count).astype(int) + offset) % N if count else np.zeros(0, int)
+    predicted[rows] = np.where(TRUTH[rows] == "covid", "normal", "covid")
+    return predicted
 
 
-def brightness_model(threshold: float, sign: float = 1.0) -> keras.Model:
-    """Predicts covid when mean brightness is above `threshold` (sign=-1 inverts it: a bad model)."""
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
-    weights = np.zeros((64, 2), np.float32)
-    weights[:, 0] = sign * 0.5 / 64
-    model.layers[-1].set_weights([weights, np.array([-sign * threshold * 0.5, 0], np.float32)])
-    return model
+class Scorer:
+    """Stands in for re-scoring the champion on the image files: its predictions by path, and what it was asked."""
+
+    def __init__(self, predicted: np.ndarray):
+        self.by_path = dict(zip(paths(), predicted))
+        self.calls = []
+
+    def __call__(self, model_uri: str, image_paths: list[str]) -> np.ndarray:
+        self.calls.append((model_uri, list(image_paths)))
+        return np.asarray([self.by_path[p] for p in image_paths])
 
 
-def logged_run(model: keras.Model, images, labels, keys) -> str:
-    with mlflow.start_run():
-        return logged_run_in_active(model, images, labels, keys)
+def paths() -> list[str]:
+    return [f"data/raw/s/{i:04d}.png" for i in range(N)]
 
 
-def logged_run_in_active(model: keras.Model, images, labels, keys) -> str:
-    """Log a model with its test predictions and metrics to the active run, as the evaluate step does."""
-    proba = model.predict(images[..., None].astype("float32"), verbose=0)
-    truth = np.asarray(CLASSES)[labels]
-    model_uri = log_keras_model(model, images[:2, ..., None].astype("float32"), CLASSES)
-    mlflow.log_metrics({f"test_{k}": v for k, v in covid_metrics(truth, proba, CLASSES).items() if np.isfinite(v)})
-    frame = pd.DataFrame({"sha256": keys, "source": "s", "label": truth, "p_covid": proba[:, 0], "p_normal": proba[:, 1]})
-    mlflow.log_text(frame.to_csv(index=False), "evaluation/test_predictions.csv")
-    mlflow.set_tag("model_uri", model_uri)
-    return mlflow.active_run().info.run_id
+def tiny_model() -> keras.Model:
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
 
 
-GATE = PromotionConfig(model_name=NAME, min_accuracy=0.6, min_sensitivity=0.5, min_specificity=0.5)
+def pipeline_run(predicted: np.ndarray, trained_on: int = 0, variant: str = "cnn", val: float = 0.8,
+                 loso: float | None = None, manifest: bool = True) -> str:
+    """A pipeline (parent) run with its manifest, and one evaluated variant run under it, as the pipeline logs them.
 
-
-def promote(client, model):
-    images, labels, keys = make_test_images()
-    return promote_run(client, logged_run(model, images, labels, keys), images, labels, keys, CLASSES, GATE)
+    The variant's training split holds the first `trained_on` of today's test images (an older split)."""
+    with mlflow.start_run() as parent:
+        if manifest:
+            split = ["train"] * trained_on + ["test"] * (N - trained_on)
+            mlflow.log_text(pd.DataFrame({"sha256": KEYS, "split": split}).to_csv(index=False), "data/manifest.csv")
+        if loso is not None:
+            mlflow.log_metric(f"loso_mean_balanced_accuracy.{variant}", loso)
+        with mlflow.start_run(nested=True) as run:
+            mlflow.set_tag("model.variant", variant)
+            correct = predicted == TRUTH
+            covid = TRUTH == "covid"
+            mlflow.log_metrics({"test_accuracy": correct.mean(), "test_sensitivity": correct[covid].mean(),
+                                "test_specificity": correct[~covid].mean(), "val_balanced_accuracy": val})  # fmt: skip
+            frame = pd.DataFrame({"sha256": KEYS, "path": paths(), "source": "s", "label": TRUTH,
+                                  "group_id": [f"patient-{i // 2}" for i in range(N)],
+                                  "p_covid": (predicted == "covid").astype(float), "predicted": predicted})  # fmt: skip
+            frame["p_normal"] = 1 - frame["p_covid"]
+            mlflow.log_text(frame.to_csv(index=False), "evaluation/test_predictions.csv")
+            mlflow.set_tag("model_uri", log_keras_model(tiny_model(), np.zeros((1, 8, 8, 1), "float32"), CLASSES))
+    return run.info.run_id
 
 
 def champion(client) -> str:
-    return client.get_model_version_by_alias(NAME, CHAMPION).version
+    return str(client.get_model_version_by_alias(NAME, CHAMPION).version)
 
 
-def test_no_champion_yet_thresholds_alone_decide(client):
-    version, decision = promote(client, brightness_model(128))
+def alias(client, name: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(NAME, name).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def test_no_champion_yet_thresholds_alone_decide_and_the_move_is_an_event(client):
+    version, decision = promote_run(client, pipeline_run(wrong(20)), GATE, scorer=Scorer(wrong(0)))
     assert decision.promote and "no champion yet" in decision.reasons
-    assert champion(client) == version
+    assert champion(client) == version and alias(client, PREVIOUS) is None
     assert client.get_model_version(NAME, version).tags["promotion_decision"] == "promoted"
+    [event] = history(client, NAME)
+    assert event["action"] == "promote" and event["from_version"] is None and event["to_version"] == version
+    assert event["evidence"]["test_accuracy"] == pytest.approx(0.9) and event["by"]
 
 
 def test_failing_thresholds_register_but_do_not_promote(client):
-    version, decision = promote(client, brightness_model(128, sign=-1))
-    assert not decision.promote and decision.reasons[0].startswith("accuracy 0.000 < 0.600")
-    assert client.get_model_version_by_alias(NAME, CHALLENGER).version == version
-    with pytest.raises(mlflow.exceptions.MlflowException):
-        client.get_model_version_by_alias(NAME, CHAMPION)
+    version, decision = promote_run(client, pipeline_run(wrong(120)), GATE)
+    assert not decision.promote and decision.reasons[0].startswith("accuracy 0.400 < 0.600")
+    assert alias(client, CHALLENGER) == version and alias(client, CHAMPION) is None
+    assert history(client, NAME)[0]["action"] == "rejected"
 
 
-def test_worse_candidate_is_not_promoted_and_champion_stays(client):
-    first, _ = promote(client, brightness_model(128))
-    lenient = PromotionConfig(model_name=NAME, min_accuracy=0.0, min_sensitivity=0.0, min_specificity=0.0)
-    images, labels, keys = make_test_images()
-    worse = logged_run(brightness_model(200), images, labels, keys)  # misses the dimmer covid images
-    version, decision = promote_run(client, worse, images, labels, keys, CLASSES, lenient)
-    assert not decision.promote and any("below champion" in r for r in decision.reasons)
-    assert champion(client) == first != version
-
-
-def test_better_candidate_is_promoted_and_old_champion_becomes_previous(client):
-    first, _ = promote(client, brightness_model(190))
-    second, decision = promote(client, brightness_model(128))
+def test_better_candidate_is_promoted_old_champion_becomes_previous_and_rollback_undoes_it(client):
+    first, _ = promote_run(client, pipeline_run(wrong(60)), GATE)
+    scorer = Scorer(wrong(60))  # the champion's own predictions, re-scored from the files
+    second, decision = promote_run(client, pipeline_run(wrong(10, 1)), GATE, scorer=scorer)
     assert decision.promote, decision.reasons
-    assert champion(client) == second
-    assert client.get_model_version_by_alias(NAME, PREVIOUS).version == first
-    assert rollback(client, NAME) == (second, first)
+    assert any(r.startswith("comparison better: balanced_accuracy 0.950 vs champion's 0.700") for r in decision.reasons)
+    assert scorer.calls == [(f"models:/{NAME}/{first}", paths())]
+    assert (champion(client), alias(client, PREVIOUS)) == (second, first)
+    assert rollback(client, NAME, GATE, reason="drift seen in production") == (second, first)
+    assert (champion(client), alias(client, PREVIOUS)) == (first, second)
+    events = history(client, NAME)
+    assert [e["action"] for e in events] == ["promote", "promote", "rollback"]
+    assert events[1]["evidence"]["comparison"]["outcome"] == "better"
+    assert events[1]["evidence"]["comparison"]["ci_low"] > 0 and events[1]["from_version"] == first
+    assert events[2]["reasons"] == ["drift seen in production"] and events[2]["to_version"] == first
+
+
+def test_equal_within_margin_is_promoted_though_its_raw_accuracy_is_lower(client):
+    promote_run(client, pipeline_run(wrong(20)), GATE)
+    candidate = wrong(20)
+    candidate[[3, 5]] = np.where(TRUTH[[3, 5]] == "covid", "normal", "covid")  # two more errors: 0.89 vs 0.90
+    version, decision = promote_run(client, pipeline_run(candidate), GATE, scorer=Scorer(wrong(20)))
+    assert decision.promote, decision.reasons
+    assert decision.evidence["comparison"]["outcome"] == "non-inferior" and champion(client) == version
+
+
+def test_clearly_worse_candidate_is_rejected_by_the_test_and_champion_stays(client):
+    first, _ = promote_run(client, pipeline_run(wrong(10)), GATE)
+    lenient = GATE.model_copy(update={"min_accuracy": 0.0, "min_sensitivity": 0.0, "min_specificity": 0.0})
+    version, decision = promote_run(client, pipeline_run(wrong(50, 1)), lenient, scorer=Scorer(wrong(10)))
+    assert not decision.promote
+    assert decision.evidence["comparison"]["outcome"] == "inferior" and decision.evidence["comparison"]["ci_high"] < 0
+    assert champion(client) == first != version and alias(client, CHALLENGER) == version
+    assert history(client, NAME)[-1]["action"] == "rejected"
+
+
+def test_too_few_unseen_test_images_is_said_and_not_decided(client):
+    first, _ = promote_run(client, pipeline_run(wrong(10), trained_on=170), GATE)  # champion trained on 170 of them
+    scorer = Scorer(wrong(10))
+    _, decision = promote_run(client, pipeline_run(wrong(0)), GATE, scorer=scorer)
+    assert not decision.promote and scorer.calls == []
+    assert decision.evidence["comparison"]["outcome"] == "insufficient"
+    assert "170 of 200 test images left out: champion trained on them" in decision.reasons
+    assert any("30 unseen test images of 15 patients are too few" in r for r in decision.reasons)
     assert champion(client) == first
 
 
-def test_crash_between_registering_and_aliasing_leaves_the_old_champion(client, monkeypatch):
-    first, _ = promote(client, brightness_model(190))
+def test_champion_without_a_pipeline_run_is_an_error_not_an_empty_set(client):
+    with mlflow.start_run() as run:  # a model registered by hand: no parent run, so no manifest
+        uri = log_keras_model(tiny_model(), np.zeros((1, 8, 8, 1), "float32"), CLASSES)
+    version = mlflow.register_model(uri, NAME, tags={"run_id": run.info.run_id})
+    client.set_registered_model_alias(NAME, CHAMPION, str(version.version))
+    with pytest.raises(PromotionError, match="has no pipeline \\(parent\\) run"):
+        training_keys(client, client.get_model_version(NAME, version.version))
+    candidate = pipeline_run(wrong(0))
+    with pytest.raises(PromotionError, match="unknown_champion_split: compare_all"):
+        promote_run(client, candidate, GATE, scorer=Scorer(wrong(10)))
+    assert champion(client) == str(version.version)
+    everything = GATE.model_copy(update={"unknown_champion_split": "compare_all"})
+    _, decision = promote_run(client, candidate, everything, scorer=Scorer(wrong(10)))
+    assert decision.promote and any("compared on all 200 test images" in r for r in decision.reasons)
+
+
+def test_champion_manifest_missing_is_an_error_with_its_reason(client):
+    promote_run(client, pipeline_run(wrong(10), manifest=False), GATE)
+    with pytest.raises(PromotionError, match="cannot read data/manifest.csv of pipeline run"):
+        promote_run(client, pipeline_run(wrong(0)), GATE, scorer=Scorer(wrong(10)))
+
+
+def test_champion_that_moves_during_the_gate_refuses_the_stale_decision(client):
+    """Compare-and-set: a candidate compared with version 1 may not replace version 2 that arrived meanwhile."""
+    first, _ = promote_run(client, pipeline_run(wrong(40)), GATE)
+    rival = pipeline_run(wrong(20, 1))
+    moved = []
+
+    def scorer_during_which_a_rival_promotes(model_uri, image_paths):
+        moved.append(promote_run(client, rival, GATE, scorer=Scorer(wrong(40)))[0])
+        return Scorer(wrong(40))(model_uri, image_paths)
+
+    version, decision = promote_run(client, pipeline_run(wrong(10, 2)), GATE, scorer=scorer_during_which_a_rival_promotes)
+    assert not decision.promote and "compare-and-set" in decision.reasons[-1]
+    assert (champion(client), alias(client, PREVIOUS)) == (moved[0], first)
+    assert [e["action"] for e in history(client, NAME)] == ["promote", "promote", "rejected"]
+
+
+def test_crash_after_the_journal_leaves_the_old_champion_and_the_next_holder_completes_the_move(client, monkeypatch):
+    first, _ = promote_run(client, pipeline_run(wrong(60)), GATE)
     real = MlflowClient.set_registered_model_alias
 
-    def crash_on_champion(self, name, alias, version):
-        if alias == CHAMPION:
+    def crash_on_champion(self, name, alias_name, version):
+        if alias_name == CHAMPION:
             raise RuntimeError("registry went away")
-        return real(self, name, alias, version)
+        return real(self, name, alias_name, version)
 
     monkeypatch.setattr(MlflowClient, "set_registered_model_alias", crash_on_champion)
     with pytest.raises(RuntimeError):
-        promote(client, brightness_model(128))
+        promote_run(client, pipeline_run(wrong(10, 1)), GATE, scorer=Scorer(wrong(60)))
     monkeypatch.undo()
-    assert champion(client) == first
-    assert len(client.search_model_versions(f"name = '{NAME}'")) == 2
+    assert champion(client) == first and len(client.search_model_versions(f"name = '{NAME}'")) == 2
+    pending = pending_move(client, NAME)
+    assert pending["champion"] == "2" and pending["previous"] == first and rollback_target(client, NAME) == first
+    event = finish_pending(client, NAME, GATE)
+    assert "completed by" in event["reasons"][-1] and pending_move(client, NAME) is None
+    assert (champion(client), alias(client, PREVIOUS)) == ("2", first)
+    assert PENDING not in client.get_registered_model(NAME).tags
+
+
+def test_lease_has_one_holder_and_an_expired_one_can_be_broken(client):
+    client.create_registered_model(NAME)
+    with lease(client, NAME, seconds=1.0, wait=0.5):
+        with pytest.raises(LeaseBusy, match="still held"):
+            with lease(client, NAME, seconds=1.0, wait=0.5):
+                pass
+    import time
+
+    stale = f"{NAME}.lease"
+    client.create_registered_model(stale, tags={"token": "crashed", "holder": "x", "expires": f"{time.time() - 1}"})
+    with lease(client, NAME, seconds=5, wait=5) as held:
+        held.check()
+        assert client.get_registered_model(stale).tags["token"] == held.token
+    assert not client.search_registered_models(f"name = '{stale}'")
+
+
+def test_selection_by_leave_one_source_out_with_validation_as_tie_breaker(client):
+    runs = {variant: pipeline_run(wrong(10), variant=variant, val=val) for variant, val in
+            (("vgg16-frozen", 0.95), ("cnn-small", 0.80), ("vgg16-linear", 0.90))}  # fmt: skip
+    parent = {"loso_mean_balanced_accuracy.vgg16-frozen": 0.492, "loso_mean_balanced_accuracy.cnn-small": 0.592,
+              "loso_mean_balanced_accuracy.vgg16-linear": 0.588}  # fmt: skip
+    by_loso = GATE.model_copy(update={"selection": "loso"})
+    chosen, why = select_candidate(client, list(runs.values()), by_loso, parent)
+    assert chosen == runs["cnn-small"] and "cnn-small 0.592, vgg16-linear 0.588, vgg16-frozen 0.492" in why
+    tied = by_loso.model_copy(update={"selection_tolerance": 0.01})
+    assert select_candidate(client, list(runs.values()), tied, parent)[0] == runs["vgg16-linear"]  # 0.90 > 0.80
+    assert select_candidate(client, list(runs.values()), GATE, parent)[0] == runs["vgg16-frozen"]  # validation alone
+    with pytest.raises(PromotionError, match="no leave-one-source-out mean was recorded for \\['vgg16-linear'\\]"):
+        select_candidate(client, list(runs.values()), by_loso, {k: v for k, v in parent.items() if "linear" not in k})
 
 
 def test_decide_refuses_invalid_data_and_nan_metrics():
@@ -133,14 +261,23 @@ def test_decide_refuses_invalid_data_and_nan_metrics():
     assert not decide({"accuracy": 0.85, "accuracy_ci_low": 0.7, "sensitivity": 1, "specificity": 1}, lower).promote
 
 
-def test_champion_is_compared_only_on_test_images_it_did_not_train_on(client):
-    images, labels, keys = make_test_images()
-    with mlflow.start_run() as parent:
-        # the champion's pipeline run trained on the first 10 of today's test images
-        manifest = pd.DataFrame({"sha256": keys, "split": ["train"] * 10 + ["test"] * 30})
-        mlflow.log_text(manifest.to_csv(index=False), "data/manifest.csv")
-        with mlflow.start_run(nested=True):
-            first = logged_run_in_active(brightness_model(128), images, labels, keys)
-    promote_run(client, first, images, labels, keys, CLASSES, GATE)
-    _, decision = promote(client, brightness_model(128))
-    assert decision.promote and any("on 30 test images" in r for r in decision.reasons), decision.reasons
+def test_history_command_prints_every_move_with_reasons_and_numbers(client, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from covid_xray.cli import main
+
+    for variable, folder in (("COVID_XRAY_HOME", "home"), ("ZENML_CONFIG_PATH", "home/zenml"),
+                             ("ZENML_REPOSITORY_PATH", "home")):  # fmt: skip
+        monkeypatch.setenv(variable, str(tmp_path / folder))
+
+    first, _ = promote_run(client, pipeline_run(wrong(60)), GATE)
+    promote_run(client, pipeline_run(wrong(10, 1)), GATE, scorer=Scorer(wrong(60)))
+    result = CliRunner().invoke(main, ["history", "--model-name", NAME])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[1] for line in lines if line[:4].isdigit()] == ["promote", "promote"]
+    assert "version 1 -> version 2" in result.output and "outcome=better" in result.output
+    assert "comparison better: balanced_accuracy 0.950 vs champion's 0.700" in result.output
+    assert "now: champion = version 2, previous = version 1, challenger = none" in lines
+    assert lines[-1] == "zenml: no model version mirrors an MLflow version"  # no pipeline or CLI move made one
+    assert json.loads(client.get_registered_model(NAME).tags[sorted(client.get_registered_model(NAME).tags)[0]])

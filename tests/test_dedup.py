@@ -159,3 +159,24 @@ def test_real_copies_join_patients_and_never_cross_a_split_or_fold(shared_datase
     if "hannover" in folds:
         # Hannover patients whose pictures ieee8023 copied: each fold trains on neither source's images of them
         assert excluded["hannover"] > 0 and excluded["ieee8023"] > 0
+
+
+def test_a_recropped_and_squeezed_copy_is_found_and_a_different_picture_is_not():
+    import io
+
+    from PIL import ImageFilter
+
+    from covid_xray.dedup import crop_descriptor, cropped_pairs
+
+    def radiograph(seed: int, label: str) -> Image.Image:  # without the pixel noise that no radiograph has
+        return xray_like(seed, label, size=384).filter(ImageFilter.GaussianBlur(2))
+
+    original = radiograph(20, "covid")
+    # another source's copy: 12% cut from the top and 8% from the right, squeezed to a square, re-encoded as JPEG
+    crop = original.crop((0, 46, 353, 384)).resize((256, 256), Image.Resampling.LANCZOS)
+    encoded = io.BytesIO()
+    crop.save(encoded, format="JPEG", quality=85)
+    pictures = [original, Image.open(encoded), radiograph(21, "covid"), radiograph(22, "normal")]
+    descriptors = np.stack([crop_descriptor(np.asarray(p.convert("L"))) for p in pictures])
+    found = list(cropped_pairs(descriptors, 0.9, per_image=3))
+    assert [(i, j) for i, j, _ in found] == [(0, 1)]

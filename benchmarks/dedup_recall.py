@@ -59,6 +59,7 @@ def main() -> None:
     result = {
         "command": "python benchmarks/dedup_recall.py " + " ".join(sys.argv[1:]),
         "images": len(frame),
+        "left_out_undecodable": frame.attrs["undecodable"],
         "crop_candidate_pairs": len(candidates),
         "min_crop_correlation": data.near_duplicate_min_crop_correlation,
         "decode_seconds_through_cache": round(decode_seconds, 1),

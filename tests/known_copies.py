@@ -53,23 +53,29 @@ def different_pairs(root: Path) -> pd.DataFrame:
 
 
 def decoded_images(root: Path, data: DataConfig, min_side: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Every image of the configured sources (and hannover/png, when no source reads it), as ingest decodes them."""
+    """Every image of the configured sources (and hannover/png, when no source reads it), as ingest decodes them.
+
+    Files that ingest would drop as unusable are left out here too; `frame.attrs["undecodable"]` lists them.
+    """
     candidates, _ = read_sources(data)
     paths = [Path(p) for p in candidates["path"]]
     if not any("hannover" in p.parts for p in paths):
         paths += sorted((root / "hannover/png").iterdir())
     cache = ImageCache.for_data(data, min_side)
-    rows, thumbnails, descriptors = [], [], []
+    rows, thumbnails, descriptors, undecodable = [], [], [], []
     for path in paths:
         sha = sha256_file(path)
         try:
             image = cache.get(path, sha)
-        except ImageError:
-            continue  # unreadable or not a radiograph: ingest drops it too, with its reason
+        except ImageError as error:
+            undecodable.append(f"{path}: {error}")
+            continue
         rows.append({"path": str(path), "sha256": sha, "phash": image.phash})
         thumbnails.append(image.thumbnail)
         descriptors.append(image.crop_descriptor)
-    return pd.DataFrame(rows), np.stack(thumbnails), np.stack(descriptors)
+    frame = pd.DataFrame(rows)
+    frame.attrs["undecodable"] = undecodable
+    return frame, np.stack(thumbnails), np.stack(descriptors)
 
 
 def detection_rates(root: Path, frame: pd.DataFrame, links: dict) -> dict:

@@ -109,6 +109,9 @@ class DataConfig(Strict):
     # or when their 32x32 grayscale thumbnails correlate at least this much (re-encoded, resized copies).
     near_duplicate_max_distance: int = Field(default=2, ge=0, le=32)
     near_duplicate_min_correlation: float = Field(default=0.95, gt=0.0, le=1.0)
+    near_duplicate_min_crop_correlation: float = Field(
+        default=0.9, gt=0.0, le=1.0, description="Re-cropped or rescaled copies: detail correlation after alignment."
+    )
     max_pixels: int = Field(default=50_000_000, ge=1, description="Refuse to decode larger images.")
     preprocess: PreprocessConfig = PreprocessConfig()
 

@@ -66,31 +66,46 @@ def correlated_pairs(thumbnails: np.ndarray, min_correlation: float, chunk: int 
                 yield i, int(j), float(block[a, j])
 
 
-def deduplicate(
-    manifest: pd.DataFrame, thumbnails: np.ndarray, source_order: list[str], max_distance: int, min_correlation: float
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep one image per cluster of exact (sha256) or near duplicates.
+def duplicate_links(
+    frame: pd.DataFrame, thumbnails: np.ndarray, max_distance: int, min_correlation: float,
+    crop_descriptors: np.ndarray, min_crop_correlation: float,
+) -> dict[tuple[int, int], str]:
+    """Every pair of rows (i, j), i < j, found to be copies of one picture, with how it was found.
 
-    Near duplicates are re-encoded, resized or renamed copies: perceptual hashes (column `phash`) at most
-    `max_distance` bits apart, or thumbnails (rows of `thumbnails`, aligned with `manifest`) correlated at
-    least `min_correlation`. `manifest` needs columns source, path, label, patient_id, sha256, phash.
-    Returns the kept rows with a `group_id` column, and the drops (source, item, reason).
+    Exact copies share `sha256`; near copies are re-encoded, resized, re-cropped or renamed: perceptual hashes
+    (column `phash`) at most `max_distance` bits apart, thumbnails (rows of `thumbnails`) correlated at least
+    `min_correlation`, or crop descriptors (rows of `crop_descriptors`) whose detail correlates at least
+    `min_crop_correlation` after crop-tolerant alignment (`cropped_pairs`). File names play no part.
+    """
+    links = {}
+    for i, j in _same_sha_pairs(frame["sha256"]):
+        links[(i, j)] = "exact duplicate"
+    for i, j, distance in hamming_pairs(list(frame["phash"]), max_distance):
+        links.setdefault((i, j), f"near duplicate (hash distance {distance})")
+    for i, j, correlation in correlated_pairs(thumbnails, min_correlation):
+        links.setdefault((i, j), f"near duplicate (thumbnail correlation {correlation:.3f})")
+    for i, j, correlation in cropped_pairs(crop_descriptors, min_crop_correlation):
+        links.setdefault((i, j), f"near duplicate (re-cropped or rescaled, detail correlation {correlation:.3f})")
+    return links
+
+
+def deduplicate(
+    manifest: pd.DataFrame, thumbnails: np.ndarray, source_order: list[str], max_distance: int, min_correlation: float,
+    crop_descriptors: np.ndarray, min_crop_correlation: float,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep one image per cluster of copies (`duplicate_links`); join the patients of a cluster into one group.
+
+    `manifest` needs columns source, path, label, patient_id, sha256, phash; `thumbnails` and `crop_descriptors`
+    are aligned with its rows. Returns the kept rows with a `group_id` column, and the drops (source, item, reason).
     """
     rank = {source: i for i, source in enumerate(source_order)}
     order = np.lexsort((manifest["path"].to_numpy(), manifest["source"].map(rank).to_numpy()))
     frame = manifest.iloc[order].reset_index(drop=True)
-    thumbnails = thumbnails[order]
+    distance_to = duplicate_links(frame, thumbnails[order], max_distance, min_correlation, crop_descriptors[order],
+                                  min_crop_correlation)  # fmt: skip
     images = UnionFind(range(len(frame)))
-    distance_to = {}
-    for i, j in _same_sha_pairs(frame["sha256"]):
+    for i, j in distance_to:
         images.union(i, j)
-        distance_to[(i, j)] = "exact duplicate"
-    for i, j, distance in hamming_pairs(list(frame["phash"]), max_distance):
-        images.union(i, j)
-        distance_to.setdefault((i, j), f"near duplicate (hash distance {distance})")
-    for i, j, correlation in correlated_pairs(thumbnails, min_correlation):
-        images.union(i, j)
-        distance_to.setdefault((i, j), f"near duplicate (thumbnail correlation {correlation:.3f})")
 
     patients = UnionFind(sorted(set(frame["patient_id"])))
     keep, drops = [], []
@@ -120,3 +135,123 @@ def _same_sha_pairs(shas: pd.Series):
             yield first[sha], index
         else:
             first[sha] = index
+
+
+# Crop-tolerant matching. A copy in another source may be re-cropped and rescaled independently along each axis
+# (e.g. squeezed to a square). On a descriptor stretched to a square, such a copy is a per-axis scale and shift: the
+# central window of one image is some window of the other. Candidates come from a coarse search over window centres
+# and sizes for all pairs at once; each pair's best window is then refined at a finer resolution and scored by the
+# correlation of high-pass detail (ribs, vessels, devices), which copies share and different pictures do not.
+CROP_SIDE = 96  # side of the stretched grayscale descriptor stored per image
+CORE = (0.25, 0.5)  # start and size, as fractions of each axis, of the central window looked for in the other image
+WINDOW_CENTRES = np.linspace(0.4, 0.6, 5)
+WINDOW_SIZES = CORE[1] * np.geomspace(0.7, 1.45, 4)
+CROP_CANDIDATES_PER_IMAGE = 4
+
+
+def crop_descriptor(pixels: np.ndarray) -> np.ndarray:
+    """The original grayscale image box-resized to CROP_SIDE x CROP_SIDE (uint8), aspect ratio dropped on purpose."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(pixels).resize((CROP_SIDE, CROP_SIDE), Image.Resampling.BOX), dtype=np.uint8)
+
+
+def _box_resampling(starts, sizes, m: int, n: int = CROP_SIDE) -> np.ndarray:
+    """(V, m, n) matrices; row p of matrix v averages its input over the p-th m-th of [starts[v], starts[v]+sizes[v]]."""
+    starts, sizes = np.atleast_1d(starts)[..., None], np.atleast_1d(sizes)[..., None]
+    edges = (starts + sizes * np.arange(m + 1) / m) * n
+    low, high, x = edges[..., :-1, None], edges[..., 1:, None], np.arange(n)
+    weight = np.clip(np.minimum(high, x + 1) - np.maximum(low, x), 0, None)
+    return (weight / np.maximum(weight.sum(-1, keepdims=True), 1e-9)).astype(np.float32)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = vectors - vectors.mean(-1, keepdims=True)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-6)
+
+
+def _detail(descriptors: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    pixels = descriptors.astype(np.float32)
+    return pixels - gaussian_filter(pixels, (0, 4, 4))
+
+
+def _windows() -> np.ndarray:
+    return np.array([(c - s / 2, s) for c in WINDOW_CENTRES for s in WINDOW_SIZES], np.float32)
+
+
+def crop_candidates(detail: np.ndarray, per_image: int, m: int = 10, chunk: int = 32):
+    """Pairs (i, j, window) worth verifying: for every image, the `per_image` others whose best window matches best.
+
+    `window` (y0, height, x0, width) is where i's central window was found in j, as fractions of j's axes.
+    """
+    n = len(detail)
+    core = _box_resampling(*CORE, m)[0]
+    cores = _unit((core @ detail @ core.T).reshape(n, -1))
+    windows = _windows()
+    resample = _box_resampling(windows[:, 0], windows[:, 1], m)
+    k = len(windows)
+    score = np.full((n, n), -2.0, np.float32)
+    where = np.zeros((n, n), np.int32)
+    across = resample.reshape(k * m, CROP_SIDE).T
+    for start in range(0, n, chunk):
+        block = detail[start : start + chunk]
+        rows = np.einsum("wpy,byx->bwpx", resample, block)
+        views = (rows @ across).reshape(len(block), k, m, k, m).transpose(0, 1, 3, 2, 4).reshape(-1, m * m)
+        found = (cores @ _unit(views).T).reshape(n, len(block), k * k)
+        score[:, start : start + chunk] = found.max(-1)
+        where[:, start : start + chunk] = found.argmax(-1)
+    np.fill_diagonal(score, -2.0)
+    either = np.maximum(score, score.T)
+    pairs = set()
+    for i, row in enumerate(np.argsort(-either, axis=1)[:, :per_image]):
+        for j in row:
+            a, b = (i, int(j)) if score[i, j] >= score[j, i] else (int(j), i)
+            pairs.add((a, b))
+    for a, b in sorted(pairs):
+        y, x = divmod(int(where[a, b]), k)
+        yield a, b, (*windows[y], *windows[x])
+
+
+def refine_match(detail: np.ndarray, pairs: list[tuple[int, int, tuple]], m: int = 24, chunk: int = 256) -> np.ndarray:
+    """Correlation of each pair's central window with its best window nearby (three rounds of local search)."""
+    core = _box_resampling(*CORE, m)[0]
+    cores = _unit((core @ detail @ core.T).reshape(len(detail), -1))
+    scores = np.empty(len(pairs), np.float32)
+    for start in range(0, len(pairs), chunk):
+        part = pairs[start : start + chunk]
+        a = np.array([p[0] for p in part])
+        b = detail[np.array([p[1] for p in part])]
+        window = np.array([p[2] for p in part], np.float32)  # (P, 4): y0, h, x0, w
+        best = np.full(len(part), -2.0, np.float32)
+        for shift, ratio in ((0.03, 1.12), (0.012, 1.05), (0.005, 1.02)):
+            options = [(d, r) for d in (-shift, 0.0, shift) for r in (1 / ratio, 1.0, ratio)]
+            ys = np.stack([_around(window[:, 0], window[:, 1], d, r) for d, r in options], 1)  # (P, 9, 2)
+            xs = np.stack([_around(window[:, 2], window[:, 3], d, r) for d, r in options], 1)
+            rows = _box_resampling(ys[..., 0], ys[..., 1], m) @ b[:, None]  # (P, 9, m, N)
+            across = _box_resampling(xs[..., 0], xs[..., 1], m).reshape(len(part), 1, -1, CROP_SIDE)
+            views = (rows @ across.transpose(0, 1, 3, 2)).reshape(len(part), 9, m, 9, m).transpose(0, 1, 3, 2, 4)
+            found = np.einsum("pijd,pd->pij", _unit(views.reshape(len(part), 9, 9, -1)), cores[a]).reshape(len(part), -1)
+            pick = found.argmax(1)
+            best = np.maximum(best, found[np.arange(len(part)), pick])
+            iy, ix = np.divmod(pick, 9)
+            window = np.concatenate([ys[np.arange(len(part)), iy], xs[np.arange(len(part)), ix]], 1)
+        scores[start : start + chunk] = best
+    return scores
+
+
+def _around(starts: np.ndarray, sizes: np.ndarray, shift: float, ratio: float) -> np.ndarray:
+    centre = starts + sizes / 2 + shift
+    return np.stack([centre - sizes * ratio / 2, sizes * ratio], -1)
+
+
+def cropped_pairs(descriptors: np.ndarray, min_correlation: float, per_image: int = CROP_CANDIDATES_PER_IMAGE):
+    """Index pairs (i, j, r) whose detail correlates at least `min_correlation` after crop-tolerant alignment."""
+    if len(descriptors) < 2:
+        return
+    detail = _detail(descriptors)
+    pairs = list(crop_candidates(detail, min(per_image, len(descriptors) - 1)))
+    for (i, j, _), score in zip(pairs, refine_match(detail, pairs)):
+        if score >= min_correlation:
+            yield min(i, j), max(i, j), float(score)

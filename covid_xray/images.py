@@ -17,11 +17,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import DataConfig, PreprocessConfig
-from .dedup import thumbnail
+from .dedup import crop_descriptor, thumbnail
 from .preprocess import preprocess
 
 # Bump when decoding or resizing changes, so cached arrays made the old way are not reused.
-PREPROCESSING_VERSION = 2
+PREPROCESSING_VERSION = 3
 
 
 class ImageError(ValueError):
@@ -35,6 +35,7 @@ class DecodedImage:
     height: int
     phash: str  # 64-bit perceptual hash of the original, hex
     thumbnail: np.ndarray  # of the original without preprocessing, for near-duplicate correlation
+    crop_descriptor: np.ndarray  # of the original, for crop-tolerant duplicate detection (dedup.crop_descriptor)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -122,7 +123,7 @@ class ImageCache:
             self.hits += 1
             with np.load(cached) as data:
                 return DecodedImage(data["pixels"], int(data["width"]), int(data["height"]), str(data["phash"]),
-                                    data["thumbnail"])  # fmt: skip
+                                    data["thumbnail"], data["crop_descriptor"])  # fmt: skip
         self.misses += 1
         image = decode_grayscale(path, self.max_pixels)
         problem = quality_problem(image, self.min_side)
@@ -130,11 +131,12 @@ class ImageCache:
             raise ImageError(problem)
         pixels = preprocess(np.asarray(image, dtype=np.uint8), self.image_size, self.preprocessing)
         decoded = DecodedImage(pixels, image.width, image.height, str(imagehash.phash(image)),
-                               thumbnail(resize_square(image, self.image_size)))  # fmt: skip
+                               thumbnail(resize_square(image, self.image_size)),
+                               crop_descriptor(np.asarray(image, dtype=np.uint8)))  # fmt: skip
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(".tmp.npz")
         np.savez(partial, pixels=decoded.pixels, width=decoded.width, height=decoded.height, phash=decoded.phash,
-                 thumbnail=decoded.thumbnail)  # fmt: skip
+                 thumbnail=decoded.thumbnail, crop_descriptor=decoded.crop_descriptor)  # fmt: skip
         partial.replace(cached)
         return decoded
 

@@ -7,6 +7,7 @@ metadata row left out, with its reason). Nothing is skipped silently.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
     candidates, drops = read_sources(data)
     drops = [drops]
     cache = ImageCache.for_data(data, validation.min_side)
-    decoded, failed, thumbnails = [], [], []
+    decoded, failed, thumbnails, descriptors = [], [], [], []
     for row in candidates.to_dict("records"):
         try:
             sha = sha256_file(row["path"])
@@ -61,6 +62,7 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
             continue
         decoded.append({**row, "sha256": sha, "phash": image.phash, "width": image.width, "height": image.height})
         thumbnails.append(image.thumbnail)
+        descriptors.append(image.crop_descriptor)
     log.info("decoded %d images (%d from cache, %d decoded now)", len(decoded), cache.hits, cache.misses)
     drops.append(_drops(pd.DataFrame(failed, columns=[*candidates.columns, "reason"]), lambda r: r["reason"]))
 
@@ -68,8 +70,11 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
     if not manifest.empty:
         # Deduplicate before filtering classes: a 'covid' copy of a picture labelled pneumonia elsewhere is label
         # noise, and must go with it rather than survive because its twin was filtered out first.
+        started = time.perf_counter()
         manifest, duplicate_drops = deduplicate(manifest, np.stack(thumbnails), [s.label for s in data.sources],
-                                                data.near_duplicate_max_distance, data.near_duplicate_min_correlation)
+                                                data.near_duplicate_max_distance, data.near_duplicate_min_correlation,
+                                                np.stack(descriptors), data.near_duplicate_min_crop_correlation)
+        log.info("deduplicated %d images in %.1f s", len(decoded), time.perf_counter() - started)
         drops.append(duplicate_drops)
     wanted = manifest["label"].isin(data.classes)
     drops.append(_drops(manifest[~wanted], lambda r: f"label {r['label']!r} not in classes {data.classes}"))

@@ -6,6 +6,8 @@ This is the number that tells whether a model generalises or has learned the sou
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -16,6 +18,8 @@ from .operating_point import choose_operating_point
 from .rebalance import class_weights, rebalance
 from .split import hold_out_groups
 from .training import train_model
+
+log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = ["held_out", "n", "n_covid", "sensitivity", "specificity", "balanced_accuracy", "roc_auc", "both_labels"]
 # Patient-group bootstrap intervals of the held-out source's numbers.
@@ -41,10 +45,23 @@ def fold_models(config: RunConfig) -> list[ModelConfig]:
             for m in models]  # fmt: skip
 
 
+def fold_rows(manifest: pd.DataFrame, held_out: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """The held-out source's rows, the rows a fold may train on, and how many other-source rows were left out.
+
+    A patient group with an image in the held-out source (a patient followed across sources, or a picture copied
+    from it) is left out of training entirely: its other-source images would be the held-out patients seen in training.
+    """
+    held = manifest["source"] == held_out
+    shared = manifest["group_id"].isin(manifest.loc[held, "group_id"])
+    return manifest[held], manifest[~held & ~shared], int((~held & shared).sum())
+
+
 def run_fold(manifest: pd.DataFrame, held_out: str, model: ModelConfig, config: RunConfig, callbacks=None) -> dict:
     """Train `model` on all sources but `held_out` (patient split into train/val), score it on `held_out`."""
-    rest = manifest[manifest["source"] != held_out]
-    test_rows = manifest[manifest["source"] == held_out]
+    test_rows, rest, excluded = fold_rows(manifest, held_out)
+    if excluded:
+        log.info("fold without %s: %d training images left out, their patient groups have images in %s",
+                 held_out, excluded, held_out)  # fmt: skip
     val_mask = hold_out_groups(rest, config.split.val_fraction, config.split.seed)
     train_rows = rebalance(rest[~val_mask], config.rebalance)
     train, val, test = (load_split(rows, config) for rows in (train_rows, rest[val_mask], test_rows))
@@ -62,8 +79,8 @@ def run_fold(manifest: pd.DataFrame, held_out: str, model: ModelConfig, config: 
                             test_rows["group_id"].to_numpy(), point.threshold)  # fmt: skip
     both = test_rows["label"].nunique() > 1
     return {"held_out": held_out, **{k: metrics[k] for k in SUMMARY_COLUMNS[1:-1]}, "both_labels": both,
-            **{k: metrics[k] for k in INTERVAL_COLUMNS}, "threshold": point.threshold,
-            "train_images": len(train), "train_seconds": result.seconds}  # fmt: skip
+            **{k: metrics[k] for k in INTERVAL_COLUMNS}, "threshold": point.threshold, "train_images": len(train),
+            "train_excluded_shared_group": excluded, "train_seconds": result.seconds}  # fmt: skip
 
 
 def summarise(folds: list[dict]) -> tuple[pd.DataFrame, float]:

@@ -2,13 +2,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from fixtures import save, xray_like
+from known_copies import copy_pairs, decoded_images, detection_rates, links_of
 from PIL import Image
 
 from covid_xray.config import DataConfig, SourceConfig, ValidationConfig
 from covid_xray.dedup import UnionFind, hamming_pairs
 from covid_xray.images import sha256_file
-from covid_xray.ingest import ingest
+from covid_xray.ingest import ingest, read_sources
+from covid_xray.loso import fold_rows, loso_folds
+from covid_xray.split import crossing_groups, patient_split
 
 
 def test_hamming_pairs_finds_close_hashes_only():
@@ -53,14 +57,22 @@ def test_exact_and_reencoded_copies_across_sources_keep_one_and_join_patients(tm
     assert group["b:nih-00000003"] != group["a:nih-00000001"]
 
 
-def test_real_sources_keep_one_copy_of_each_shared_picture(shared_datasets: Path, tmp_path: Path):
+@pytest.fixture(scope="module")
+def real_run(shared_datasets: Path, tmp_path_factory):
+    """The default config's sources on the shared data, ingested once for this module's tests."""
     from covid_xray.config import PreprocessConfig, load_config
 
     config = load_config("configs/default.yaml")
     # Duplicates are found on the original pixels, whatever the preprocessing: skip its cost here.
-    data = config.data.model_copy(update={"root": str(shared_datasets), "cache_dir": str(tmp_path / "cache"),
-                                          "preprocess": PreprocessConfig()})  # fmt: skip
+    data = config.data.model_copy(update={"root": str(shared_datasets), "preprocess": PreprocessConfig(),
+                                          "cache_dir": str(tmp_path_factory.mktemp("cache"))})  # fmt: skip
+    config = config.model_copy(update={"data": data})
     manifest, drops = ingest(data, config.validation)
+    return config, manifest, drops
+
+
+def test_real_sources_keep_one_copy_of_each_shared_picture(shared_datasets: Path, real_run):
+    _, manifest, drops = real_run
     assert manifest["sha256"].is_unique
     assert set(manifest["label"]) == {"covid", "normal"}
     # darkcovidnet's Covid-19 folder holds 56 byte-identical copies of ieee8023 images (PROVENANCE.md): all dropped
@@ -75,3 +87,96 @@ def test_real_sources_keep_one_copy_of_each_shared_picture(shared_datasets: Path
     kept = manifest["path"].map(lambda p: str(Path(p).relative_to(shared_datasets)))
     assert (kept.map(labels).to_numpy() == manifest["label"].to_numpy()).all()
     assert np.isin(["covid", "normal"], manifest["label"]).all()
+
+
+def test_real_copies_are_found_and_look_alike_pictures_are_not(shared_datasets: Path, real_run):
+    """Recall on the 124 known re-cropped / re-encoded copies, false positives on known different pictures."""
+    config, _, _ = real_run
+    frame, thumbnails, descriptors = decoded_images(shared_datasets, config.data, config.validation.min_side)
+    rates = detection_rates(shared_datasets, frame, links_of(frame, thumbnails, descriptors, config.data))
+    assert rates["recall"]["all"]["pairs"] == 124
+    assert rates["recall"]["all"]["rate"] >= 0.95, rates["missed_copies"]
+    assert rates["recall"]["darkcovidnet-ieee8023"]["rate"] >= 0.95 and rates["recall"]["hannover-ieee8023"]["rate"] >= 0.95
+    different = rates["false_positive_rate"]
+    assert different["nih-different-patients"]["pairs"] > 80_000 and different["hannover-same-patient-other-day"]["pairs"] > 600
+    assert all(different[kind]["rate"] <= 0.01 for kind in different), rates["false_positives"]
+
+
+def _ground_truth_in_run(shared_datasets: Path, config, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The known copy pairs whose two files are both read by the configured sources, by content hash and patient."""
+    candidates, _ = read_sources(config.data)
+    candidates["sha256"] = candidates["path"].map(sha256_file)
+    patient = candidates.drop_duplicates("sha256").set_index("sha256")["patient_id"]
+    pairs = copy_pairs(shared_datasets)
+    for side in ("a", "b"):
+        pairs[f"sha_{side}"] = [sha256_file(shared_datasets / p) for p in pairs[side]]
+    pairs = pairs[pairs["sha_a"].isin(patient.index) & pairs["sha_b"].isin(patient.index)].copy()
+    pairs["patient_a"], pairs["patient_b"] = pairs["sha_a"].map(patient), pairs["sha_b"].map(patient)
+    return pairs
+
+
+def test_real_copies_join_patients_and_never_cross_a_split_or_fold(shared_datasets: Path, real_run):
+    config, manifest, _ = real_run
+    pairs = _ground_truth_in_run(shared_datasets, config, manifest)
+    assert len(pairs) >= 63  # darkcovidnet/ieee8023 always; hannover/ieee8023 too when a hannover source is configured
+    if any(s.path == "hannover" for s in config.data.sources):
+        assert (pairs["kind"] == "hannover-ieee8023").sum() == 61
+    kept = set(manifest["sha256"])
+    both_kept = pairs["sha_a"].isin(kept) & pairs["sha_b"].isin(kept)
+    assert both_kept.mean() <= 0.05, pairs.loc[both_kept, ["a", "b"]].to_string()
+    # The kept copy's group is the group of every other image of the dropped copy's patient, in whichever source
+    group_of_image = manifest.set_index("sha256")["group_id"]
+    followed = 0
+    for pair in pairs[~both_kept].itertuples():
+        if pair.sha_a not in kept and pair.sha_b not in kept:
+            continue  # both dropped as copies of a third image
+        kept_sha, dropped_patient = (pair.sha_a, pair.patient_b) if pair.sha_a in kept else (pair.sha_b, pair.patient_a)
+        groups = set(manifest.loc[manifest["patient_id"] == dropped_patient, "group_id"])
+        assert groups <= {group_of_image[kept_sha]}, (pair.a, pair.b, groups)
+        followed += bool(groups)
+    if any(s.path == "hannover" for s in config.data.sources):
+        assert followed > 0  # Hannover patients with other images than the ones ieee8023 copied
+    missed = pairs[both_kept]
+
+    def leaks(test: pd.DataFrame, train: pd.DataFrame) -> set[str]:
+        test_sha, train_sha = set(test["sha256"]), set(train["sha256"])
+        crossing = pairs[(pairs["sha_a"].isin(test_sha) & pairs["sha_b"].isin(train_sha))
+                         | (pairs["sha_b"].isin(test_sha) & pairs["sha_a"].isin(train_sha))]  # fmt: skip
+        return {f"{a} ~ {b}" for a, b in zip(crossing["a"], crossing["b"])}
+
+    # Only a copy the detector missed (at most 5% of the known ones, see the recall test) can cross a split or fold.
+    undetected = {f"{a} ~ {b}" for a, b in zip(missed["a"], missed["b"])}
+    split = patient_split(manifest, config.split)
+    assert crossing_groups(split) == []
+    assert leaks(split[split["split"] == "test"], split[split["split"] != "test"]) <= undetected
+    folds = loso_folds(manifest, config.evaluation.loso_min_images)
+    assert len(folds) == len(config.data.sources)
+    excluded = {}
+    for source in folds:
+        test, train, excluded[source] = fold_rows(manifest, source)
+        assert not set(test["group_id"]) & set(train["group_id"]), source
+        assert leaks(test, train) <= undetected, source
+    if "hannover" in folds:
+        # Hannover patients whose pictures ieee8023 copied: each fold trains on neither source's images of them
+        assert excluded["hannover"] > 0 and excluded["ieee8023"] > 0
+
+
+def test_a_recropped_and_squeezed_copy_is_found_and_a_different_picture_is_not():
+    import io
+
+    from PIL import ImageFilter
+
+    from covid_xray.dedup import crop_descriptor, cropped_pairs
+
+    def radiograph(seed: int, label: str) -> Image.Image:  # without the pixel noise that no radiograph has
+        return xray_like(seed, label, size=384).filter(ImageFilter.GaussianBlur(2))
+
+    original = radiograph(20, "covid")
+    # another source's copy: 12% cut from the top and 8% from the right, squeezed to a square, re-encoded as JPEG
+    crop = original.crop((0, 46, 353, 384)).resize((256, 256), Image.Resampling.LANCZOS)
+    encoded = io.BytesIO()
+    crop.save(encoded, format="JPEG", quality=85)
+    pictures = [original, Image.open(encoded), radiograph(21, "covid"), radiograph(22, "normal")]
+    descriptors = np.stack([crop_descriptor(np.asarray(p.convert("L"))) for p in pictures])
+    found = list(cropped_pairs(descriptors, 0.9, per_image=3))
+    assert [(i, j) for i, j, _ in found] == [(0, 1)]

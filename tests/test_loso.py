@@ -1,13 +1,14 @@
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import yaml
 import numpy as np
 from fixtures import write_actualmed, write_hannover, write_ieee8023
 
 from covid_xray.config import parse_config
 from covid_xray.ingest import ingest
-from covid_xray.loso import loso_folds, run_loso, summarise
+from covid_xray.loso import fold_rows, loso_folds, run_loso, summarise
 
 
 def test_each_source_is_held_out_once_and_scored_as_its_own_run(tmp_path: Path, monkeypatch):
@@ -33,8 +34,23 @@ def test_each_source_is_held_out_once_and_scored_as_its_own_run(tmp_path: Path, 
     assert (table["n"] == [12, 16]).all() and table["both_labels"].all()
     assert (table["balanced_accuracy_ci_low"] <= table["balanced_accuracy_ci_high"]).all()  # patient-group intervals
     assert table["threshold"].between(0, 1).all()  # each fold's operating point, from its own validation rows
+    assert (table["train_excluded_shared_group"] == 0).all()  # no patient of one source is in the other
     assert 0 <= mean <= 1 and mean == table["balanced_accuracy"].mean()
     assert sorted(runs["tags.loso.held_out"]) == ["actualmed", "ieee8023"]
+
+
+def test_fold_trains_on_no_patient_group_that_has_an_image_in_the_held_out_source():
+    manifest = pd.DataFrame({
+        "source":   ["a", "a", "b", "b", "b", "c", "c"],
+        "group_id": ["p1", "p2", "p1", "p3", "p3", "p2", "p4"],
+    })  # fmt: skip
+    test, train, excluded = fold_rows(manifest, "a")
+    assert list(test.index) == [0, 1]
+    # b's p1 and c's p2 are patients (or copies) also in a: out of training, and counted
+    assert list(train.index) == [3, 4, 6] and excluded == 2
+    assert not set(train["group_id"]) & set(test["group_id"])
+    _, train_b, excluded_b = fold_rows(manifest, "b")
+    assert list(train_b.index) == [1, 5, 6] and excluded_b == 1
 
 
 def test_summary_mean_ignores_sources_with_one_label():

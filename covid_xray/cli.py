@@ -127,17 +127,16 @@ def predict(images: tuple[str, ...], as_json: bool, model_name: str, alias: str)
     except ModelNotFound as error:
         fail(str(error))
     failures = 0
-    for path in images:
-        try:
-            label, probability = predictor.predict_file(path)
-        except ValueError as error:
+    for path, answer in zip(images, predictor.predict_files(images)):
+        if isinstance(answer, ValueError):
             failures += 1
-            click.echo(f"covid-xray: error: {path}: {error}", err=True)
+            click.echo(f"covid-xray: error: {path}: {answer}", err=True)
             continue
         if as_json:
-            click.echo(json.dumps({"path": path, "class": label, "covid_probability": round(probability, 6)}))
+            click.echo(json.dumps({"path": path, "class": answer.label,
+                                   "covid_probability": round(answer.covid_probability, 6)}))  # fmt: skip
         else:
-            click.echo(f"{path}\t{label}\tcovid_probability={probability:.4f}")
+            click.echo(f"{path}\t{answer.label}\tcovid_probability={answer.covid_probability:.4f}")
     if failures:
         sys.exit(1)
 
@@ -195,17 +194,16 @@ def promote(run_id: str, config_path: str, force_reason: str | None) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from .dataset import image_cache
     from .promotion import promote_run
-    from .report import test_split_of_run
+    from .report import load_test_predictions
 
     client = MlflowClient()
     try:
-        keys, labels = test_split_of_run(client, run_id, config.data.classes)
-        images = image_cache(config).stack(keys)
-        version, decision = promote_run(client, run_id, images, labels, keys, config.data.classes, config.promotion,
-                                        force_reason=force_reason)  # fmt: skip
-    except (MlflowException, FileNotFoundError, KeyError) as error:
+        tested = load_test_predictions(run_id)  # the champion is re-scored on these files through its own transform
+        labels = tested["label"].map({c: i for i, c in enumerate(config.data.classes)}).to_numpy("int32")
+        version, decision = promote_run(client, run_id, list(tested["path"]), labels, list(tested["sha256"]),
+                                        config.data.classes, config.promotion, force_reason=force_reason)  # fmt: skip
+    except (MlflowException, OSError, LookupError, ValueError) as error:
         fail(f"cannot promote run {run_id}: {error}")
     click.echo(f"{config.promotion.model_name} version {version}: {decision.summary}")
     if not decision.promote:

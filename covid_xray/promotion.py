@@ -126,18 +126,16 @@ def candidate_correct_from_run(client: MlflowClient, run_id: str, keys: list[str
     return predicted == frame["label"].to_numpy()
 
 
-def champion_correct_on(model_uri: str, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> np.ndarray:
-    """Correctness of the model at `model_uri` on the same test images (resized to its input size)."""
-    import keras
+def champion_correct_on(model_uri: str, paths: list[str], labels: np.ndarray, classes: list[str]) -> np.ndarray:
+    """Correctness of the model at `model_uri` on the test image files `paths`, each through the champion's own
+    recorded transform and operating point (not the candidate's cached pixels)."""
+    from .predict import Predictor
 
-    model = mlflow.keras.load_model(model_uri)
-    size = model.input_shape[1]
-    batch = images[..., None].astype("float32")
-    if size != images.shape[1]:
-        batch = keras.ops.convert_to_numpy(keras.ops.image.resize(batch, (size, size)))
-    champion_classes = mlflow.models.get_model_info(model_uri).metadata.get("classes", classes)
-    predicted = np.asarray(champion_classes)[model.predict(batch, verbose=0).argmax(axis=1)]
-    return predicted == np.asarray(classes)[labels]
+    answers = Predictor.from_uri(model_uri).predict_files(paths)
+    bad = [f"{path}: {answer}" for path, answer in zip(paths, answers) if isinstance(answer, ValueError)]
+    if bad:
+        raise ValueError(f"the champion cannot score {len(bad)} test image(s): {'; '.join(bad[:5])}")
+    return np.asarray([answer.label for answer in answers]) == np.asarray(classes)[labels]
 
 
 def training_keys(client: MlflowClient, version) -> set[str]:
@@ -169,7 +167,7 @@ def best_run(client: MlflowClient, run_ids: list[str]) -> str:
 
 
 def promote_run(
-    client: MlflowClient, run_id: str, images: np.ndarray, labels: np.ndarray, keys: list[str], classes: list[str],
+    client: MlflowClient, run_id: str, paths: list[str], labels: np.ndarray, keys: list[str], classes: list[str],
     config: PromotionConfig, valid_data: bool = True, force_reason: str | None = None,
 ) -> tuple[str, Decision]:
     """Register the run's model, gate it against thresholds and the champion, move aliases. Returns (version, decision)."""
@@ -186,8 +184,8 @@ def promote_run(
         # Compare only on test images the champion never saw: after a data or split change, some of today's
         # test images may have been in its training split, which would flatter it.
         unseen = ~np.isin(keys, list(training_keys(client, champion)))
-        champion_correct = champion_correct_on(f"models:/{config.model_name}/{champion.version}", images[unseen],
-                                               labels[unseen], classes)  # fmt: skip
+        champion_correct = champion_correct_on(f"models:/{config.model_name}/{champion.version}",
+                                               list(np.asarray(paths)[unseen]), labels[unseen], classes)  # fmt: skip
         candidate = candidate[unseen]
     decision = decide(metrics, config, candidate, champion_correct, valid_data)
     if force_reason and not decision.promote:

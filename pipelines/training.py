@@ -35,4 +35,4 @@ def training(config: RunConfig) -> None:
     if config.evaluation.loso:
         leave_one_source_out(split_manifest, config, after="validate_data")
         evaluations.append("leave_one_source_out")
-    promote_model(test_set, validation_passed, config, after=evaluations)
+    promote_model(test_set, split_manifest, validation_passed, config, after=evaluations)

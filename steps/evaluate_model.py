@@ -1,4 +1,4 @@
-"""Test-set metrics with confidence intervals, per source, plots, and the model logged with MLflow's Keras flavor."""
+"""Test-set metrics with confidence intervals, per source, plots, and the model logged as an image-answering pyfunc."""
 
 import tempfile
 from typing import Annotated
@@ -11,10 +11,12 @@ from zenml import step
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
+from covid_xray.dataset import image_cache
+from covid_xray.decision import OperatingPoint
 from covid_xray.explain import grad_cam, predict_with_features, sample_per_class, save_grad_cam_figure, shortcut_check
 from covid_xray.metrics import confusion, covid_metrics, per_source_metrics, save_plots
 from covid_xray.rebalance import cramers_v
-from covid_xray.tracking import log_keras_model
+from covid_xray.serving import log_model
 from covid_xray.training import Split
 
 logger = get_logger(__name__)
@@ -32,6 +34,7 @@ def evaluate_model(
     test = covid_metrics(rows["label"].to_numpy(), test_proba, classes)
     val = covid_metrics(np.asarray(classes)[val_set.labels], val_proba, classes)
     by_source = per_source_metrics(rows, test_proba, classes)
+    operating_point = OperatingPoint()
     logger.info("%s test metrics: %s", model.name, {k: round(v, 3) for k, v in test.items() if "_ci_" not in k})
     logger.info("Per source:\n%s", by_source[["source", "n", "accuracy", "sensitivity", "specificity"]].to_string())
     with mlflow.start_run(run_id=mlflow_run_id, nested=True):
@@ -39,7 +42,8 @@ def evaluate_model(
         mlflow.log_metrics({f"val_{k}": v for k, v in val.items() if np.isfinite(v)})
         mlflow.log_text(by_source.to_csv(index=False), "evaluation/per_source.csv")
         mlflow.log_text(confusion(rows["label"], test_proba, classes).to_csv(), "evaluation/confusion_matrix.csv")
-        predictions = rows[["sha256", "source", "label"]].assign(**{f"p_{c}": test_proba[:, i] for i, c in enumerate(classes)})
+        predictions = rows[["sha256", "path", "source", "label"]].assign(**{f"p_{c}": test_proba[:, i] for i, c in enumerate(classes)},
+                                                                         predicted=operating_point.labels(test_proba, classes))  # fmt: skip
         mlflow.log_text(predictions.to_csv(index=False), "evaluation/test_predictions.csv")
         with tempfile.TemporaryDirectory() as folder:
             for path in save_plots(rows["label"], test_proba, classes, folder):
@@ -58,7 +62,8 @@ def evaluate_model(
         if warning:
             mlflow.set_tag("warning.shortcut", warning)
             logger.warning(warning)
-        model_uri = log_keras_model(model, test_set.images[:2, ..., None].astype("float32"), classes)
+        # the cache's transform made every pixel this model was trained and evaluated on: it is logged with it
+        model_uri = log_model(model, image_cache(config).transform, operating_point, classes, rows["path"][0])
         mlflow.set_tag("model_uri", model_uri)
     return {"run_id": mlflow_run_id, "model_uri": model_uri, **{f"test_{k}": v for k, v in test.items()},
             **{f"val_{k}": v for k, v in val.items()}}  # fmt: skip

@@ -3,7 +3,7 @@
 from typing import Annotated
 
 import mlflow
-import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 from zenml import get_step_context, step
 from zenml.enums import ModelStages
@@ -17,7 +17,9 @@ logger = get_logger(__name__)
 
 
 @step(experiment_tracker=True, enable_cache=False)
-def promote_model(test_set: Split, validation_passed: bool, config: RunConfig) -> Annotated[str, "promotion_decision"]:
+def promote_model(
+    test_set: Split, split_manifest: pd.DataFrame, validation_passed: bool, config: RunConfig
+) -> Annotated[str, "promotion_decision"]:
     if not validation_passed:  # severity 'warn' let the run train; a model from invalid data is never registered
         logger.warning("Data validation failed: no model is registered from this run")
         mlflow.set_tag("promotion.decision", "not registered: data validation failed")
@@ -32,8 +34,9 @@ def promote_model(test_set: Split, validation_passed: bool, config: RunConfig) -
     candidate = best_run(client, run_ids)
     logger.info("Candidate: %s (best validation balanced accuracy of %d variants)",
                 client.get_run(candidate).data.tags.get("model.variant"), len(run_ids))  # fmt: skip
-    version, decision = promote_run(client, candidate, test_set.images, test_set.labels, test_set.keys,
-                                    config.data.classes, config.promotion)  # fmt: skip
+    paths = list(split_manifest.set_index("sha256").loc[test_set.keys, "path"])  # the champion re-reads the files
+    version, decision = promote_run(client, candidate, paths, test_set.labels, test_set.keys, config.data.classes,
+                                    config.promotion)  # fmt: skip
     logger.info("Model %s version %s %s", config.promotion.model_name, version, decision.summary)
     mlflow.set_tags({"promotion.candidate_run": candidate, "promotion.version": version,
                      "promotion.decision": decision.summary[:5000]})  # fmt: skip

@@ -58,8 +58,8 @@ class Predictor:
         try:
             found = client.get_model_version(name, str(version)) if version else client.get_model_version_by_alias(name, alias)
         except MlflowException:
-            which = f"version {version}" if version else f"@{alias}"
-            raise ModelNotFound(f"no model registered as {name} {which} yet: run `covid-xray run` first, "
+            which = f"{name} version {version}" if version else f"{name}@{alias}"
+            raise ModelNotFound(f"no model registered as {which} yet: run `covid-xray run` first, "
                                 f"or check the tracking URI ({mlflow.get_tracking_uri()})") from None  # fmt: skip
         label = f"{name} v{found.version}" + ("" if version else f" (@{alias})")
         return cls.from_uri(f"models:/{name}/{found.version}", label)

@@ -159,7 +159,7 @@ def test_registry_lookup_by_alias_or_version_and_a_clear_error_otherwise(client,
     assert by_version.description == f"serving-test v{version}"
     assert by_alias.predict_file(path) == by_version.predict_file(path)
     assert isinstance(by_alias.predict_file(path), Prediction)
-    with pytest.raises(ModelNotFound, match="no model registered as serving-test @challenger"):
+    with pytest.raises(ModelNotFound, match="no model registered as serving-test@challenger"):
         Predictor.from_registry("serving-test", alias="challenger")
     with pytest.raises(ModelNotFound, match="no model registered as nothing version 3"):
         Predictor.from_registry("nothing", version="3")

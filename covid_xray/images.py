@@ -42,7 +42,7 @@ def sha256_file(path: str | Path) -> str:
 
 
 def decode_grayscale(source: str | Path | bytes, max_pixels: int = 50_000_000) -> Image.Image:
-    """Open a file (path) or its content (bytes) as an 8-bit grayscale Pillow image, or raise ImageError with the reason."""
+    """Open a file (path) or its bytes as an 8-bit grayscale Pillow image, or raise ImageError with the reason."""
     if isinstance(source, bytes):
         if not source:
             raise ImageError("empty file (0 bytes)")

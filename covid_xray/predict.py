@@ -56,7 +56,10 @@ class Predictor:
 
         client = mlflow.MlflowClient()
         try:
-            found = client.get_model_version(name, str(version)) if version else client.get_model_version_by_alias(name, alias)
+            if version:
+                found = client.get_model_version(name, str(version))
+            else:
+                found = client.get_model_version_by_alias(name, alias)
         except MlflowException:
             which = f"{name} version {version}" if version else f"{name}@{alias}"
             raise ModelNotFound(f"no model registered as {which} yet: run `covid-xray run` first, "
@@ -80,7 +83,7 @@ class Predictor:
 
     @classmethod
     def from_uri(cls, model_uri: str, description: str | None = None) -> "Predictor":
-        """Any MLflow model URI (models:/name/3, models:/name@alias, models:/m-..., runs:/id/model) of a covid-xray model."""
+        """Any MLflow URI of a covid-xray model: models:/name/3, models:/name@alias, models:/m-..., runs:/id/model."""
         import mlflow
         from mlflow.exceptions import MlflowException
 

@@ -1,4 +1,4 @@
-"""The logged model: an MLflow pyfunc that answers raw image files with the transform and threshold it was evaluated with.
+"""The logged model: an MLflow pyfunc that answers image files with the transform and threshold it was evaluated with.
 
 Input: a DataFrame with a column `image` of base64-encoded image files (any format Pillow reads). Output: one row
 per image with `class`, `covid_probability` (calibrated), `threshold` and `p_<class>`. The Keras model, the

@@ -50,7 +50,8 @@ class InferenceTransform:
             raise ValueError(f"not an inference transform record (expected keys {sorted(RECORD_KEYS)}): {record!r}")
         if record["version"] != TRANSFORM_VERSION:
             raise ValueError(f"the model's inference transform is version {record['version']}, this code makes version "
-                             f"{TRANSFORM_VERSION}: load it with the code logged with it (mlflow.pyfunc.load_model)")  # fmt: skip
+                             f"{TRANSFORM_VERSION}: serve it with `mlflow models serve` (which runs the code logged "
+                             "with it) or retrain it")  # fmt: skip
         return cls(int(record["image_size"]), PreprocessConfig.model_validate(record["preprocess"]),
                    int(record["max_pixels"]), int(record["min_side"]))  # fmt: skip
 

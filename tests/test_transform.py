@@ -60,7 +60,7 @@ def test_record_round_trips_and_names_everything_that_shapes_the_pixels():
 
 def test_records_this_code_cannot_reproduce_are_refused():
     record = InferenceTransform(64).to_record()
-    with pytest.raises(ValueError, match="version 2, this code makes version"):
+    with pytest.raises(ValueError, match=f"version 2, this code makes version {TRANSFORM_VERSION}"):
         InferenceTransform.from_record(record | {"version": 2})
     with pytest.raises(ValueError, match="not an inference transform record"):
         InferenceTransform.from_record({k: v for k, v in record.items() if k != "min_side"})

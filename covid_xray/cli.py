@@ -128,17 +128,16 @@ def predict(images: tuple[str, ...], as_json: bool, model_name: str, alias: str)
     except ModelNotFound as error:
         fail(str(error))
     failures = 0
-    for path in images:
-        try:
-            label, probability = predictor.predict_file(path)
-        except ValueError as error:
+    for path, answer in zip(images, predictor.predict_files(images)):
+        if isinstance(answer, ValueError):
             failures += 1
-            click.echo(f"covid-xray: error: {path}: {error}", err=True)
+            click.echo(f"covid-xray: error: {path}: {answer}", err=True)
             continue
         if as_json:
-            click.echo(json.dumps({"path": path, "class": label, "covid_probability": round(probability, 6)}))
+            click.echo(json.dumps({"path": path, "class": answer.label,
+                                   "covid_probability": round(answer.covid_probability, 6)}))  # fmt: skip
         else:
-            click.echo(f"{path}\t{label}\tcovid_probability={probability:.4f}")
+            click.echo(f"{path}\t{answer.label}\tcovid_probability={answer.covid_probability:.4f}")
     if failures:
         sys.exit(1)
 
@@ -202,7 +201,7 @@ def promote(run_id: str, config_path: str, force_reason: str | None) -> None:
     try:
         why = f"candidate chosen by hand: covid-xray promote --run {run_id}"
         version, decision = promote_run(client, run_id, config.promotion, force_reason=force_reason, selection=why)
-    except (MlflowException, PromotionError, LeaseBusy, LeaseLost, FileNotFoundError, KeyError) as error:
+    except (MlflowException, PromotionError, LeaseBusy, LeaseLost, OSError, LookupError, ValueError) as error:
         fail(f"cannot promote run {run_id}: {error}")
     click.echo(f"{config.promotion.model_name} version {version}: {decision.summary}")
     _follow_aliases(client, config.promotion.model_name)

@@ -7,7 +7,7 @@ name), EXIF orientation, and refuses decompression bombs before decoding their p
 from __future__ import annotations
 
 import hashlib
-import json
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +18,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import DataConfig, PreprocessConfig
 from .dedup import crop_descriptor, thumbnail
-from .preprocess import preprocess
-
-# Bump when decoding or resizing changes, so cached arrays made the old way are not reused.
-PREPROCESSING_VERSION = 3
 
 
 class ImageError(ValueError):
@@ -46,15 +42,20 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def decode_grayscale(path: str | Path, max_pixels: int = 50_000_000) -> Image.Image:
-    """Open `path` as an 8-bit grayscale Pillow image, or raise ImageError with the reason."""
-    path = Path(path)
-    if path.stat().st_size == 0:
-        raise ImageError("empty file (0 bytes)")
+def decode_grayscale(source: str | Path | bytes, max_pixels: int = 50_000_000) -> Image.Image:
+    """Open a file (path) or its bytes as an 8-bit grayscale Pillow image, or raise ImageError with the reason."""
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageError("empty file (0 bytes)")
+        source = io.BytesIO(source)
+    else:
+        source = Path(source)
+        if source.stat().st_size == 0:
+            raise ImageError("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(source)
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageError(f"image too large: {width}x{height} = {width * height} pixels > {max_pixels}")
@@ -92,18 +93,21 @@ def resize_square(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
+# Bump when the cached file's fields change (3: the crop-tolerant duplicate descriptor), so old files are not read.
+CACHE_FORMAT = 3
+
+
 class ImageCache:
-    """Preprocessed pixels and perceptual hashes, keyed by file content and preprocessing settings."""
+    """Model pixels (the output of the run's InferenceTransform) and perceptual hashes, keyed by file content and
+    the transform's record."""
 
     def __init__(self, root: str | Path, image_size: int, max_pixels: int, min_side: int,
                  preprocessing: PreprocessConfig | None = None):  # fmt: skip
+        from .transform import InferenceTransform  # transform.py builds on this module's decoding
+
+        self.transform = InferenceTransform(image_size, preprocessing or PreprocessConfig(), max_pixels, min_side)
         self.image_size = image_size
-        self.max_pixels = max_pixels
-        self.min_side = min_side
-        self.preprocessing = preprocessing or PreprocessConfig()
-        settings = {"size": image_size, "min_side": min_side, "version": PREPROCESSING_VERSION,
-                    "preprocess": self.preprocessing.model_dump()}  # fmt: skip
-        self.key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+        self.key = f"{self.transform.key}-f{CACHE_FORMAT}"
         self.folder = Path(root) / "images" / self.key
         self.hits = 0
         self.misses = 0
@@ -125,11 +129,8 @@ class ImageCache:
                 return DecodedImage(data["pixels"], int(data["width"]), int(data["height"]), str(data["phash"]),
                                     data["thumbnail"], data["crop_descriptor"])  # fmt: skip
         self.misses += 1
-        image = decode_grayscale(path, self.max_pixels)
-        problem = quality_problem(image, self.min_side)
-        if problem:
-            raise ImageError(problem)
-        pixels = preprocess(np.asarray(image, dtype=np.uint8), self.image_size, self.preprocessing)
+        image = self.transform.decode(path)
+        pixels = self.transform.pixels(image)
         decoded = DecodedImage(pixels, image.width, image.height, str(imagehash.phash(image)),
                                thumbnail(resize_square(image, self.image_size)),
                                crop_descriptor(np.asarray(image, dtype=np.uint8)))  # fmt: skip

@@ -1,12 +1,22 @@
-"""Predictions from a registered model for image files."""
+"""Predictions for image files from a logged model, through the model's own transform and operating point."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .images import decode_grayscale, resize_square
+from .decision import POSITIVE
+from .serving import XrayClassifier
+from .transform import InferenceTransform
+
+
+class Prediction(NamedTuple):
+    path: str
+    label: str
+    covid_probability: float
+    threshold: float
 
 
 class ModelNotFound(LookupError):
@@ -14,37 +24,119 @@ class ModelNotFound(LookupError):
 
 
 class Predictor:
-    def __init__(self, model, classes: list[str], max_pixels: int = 50_000_000):
+    """A logged covid-xray model, loaded once, answering files in batches."""
+
+    def __init__(self, model: XrayClassifier, model_uri: str, description: str | None = None):
         self.model = model
-        self.classes = list(classes)
-        self.image_size = int(model.input_shape[1])
-        self.max_pixels = max_pixels
+        self.model_uri = model_uri
+        self.description = description or model_uri
+
+    @property
+    def classes(self) -> list[str]:
+        return self.model.classes
+
+    @property
+    def threshold(self) -> float:
+        return float(self.model.operating_point.threshold)
+
+    @property
+    def transform(self) -> InferenceTransform:
+        return self.model.transform
+
+    @property
+    def keras_model(self):
+        """The Keras model itself (Grad-CAM, fine-tuning); it takes `transform.batch` of transformed pixels."""
+        return self.model.keras_model
 
     @classmethod
-    def from_registry(cls, name: str, alias: str = "champion") -> "Predictor":
+    def from_registry(cls, name: str, alias: str | None = "champion", version: str | None = None) -> "Predictor":
+        """The registered version `version`, or else the one under `alias`."""
         import mlflow
         from mlflow.exceptions import MlflowException
 
-        uri = f"models:/{name}@{alias}"
+        client = mlflow.MlflowClient()
         try:
-            info = mlflow.models.get_model_info(uri)
-            model = mlflow.keras.load_model(uri)
+            if version:
+                found = client.get_model_version(name, str(version))
+            else:
+                found = client.get_model_version_by_alias(name, alias)
         except MlflowException:
-            raise ModelNotFound(f"no model registered as {name}@{alias} yet: run `covid-xray run` first, "
+            which = f"{name} version {version}" if version else f"{name}@{alias}"
+            raise ModelNotFound(f"no model registered as {which} yet: run `covid-xray run` first, "
                                 f"or check the tracking URI ({mlflow.get_tracking_uri()})") from None  # fmt: skip
-        return cls(model, (info.metadata or {}).get("classes", ["covid", "normal"]))
+        label = f"{name} v{found.version}" + ("" if version else f" (@{alias})")
+        return cls.from_uri(f"models:/{name}/{found.version}", label)
 
-    def predict_file(self, path: str | Path) -> tuple[str, float]:
-        """(predicted class, covid probability) for one image file; ValueError with the reason otherwise."""
+    @classmethod
+    def from_run(cls, run_id: str) -> "Predictor":
+        """The model an evaluate step logged on MLflow run `run_id`."""
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        try:
+            uri = mlflow.MlflowClient().get_run(run_id).data.tags.get("model_uri")
+        except MlflowException:
+            raise ModelNotFound(f"no MLflow run {run_id} (tracking URI {mlflow.get_tracking_uri()})") from None
+        if not uri:
+            raise ModelNotFound(f"run {run_id} has no logged model (no model_uri tag): is it an evaluated model run?")
+        return cls.from_uri(uri, f"run {run_id}")
+
+    @classmethod
+    def from_uri(cls, model_uri: str, description: str | None = None) -> "Predictor":
+        """Any MLflow URI of a covid-xray model: models:/name/3, models:/name@alias, models:/m-..., runs:/id/model."""
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        try:
+            loaded = mlflow.pyfunc.load_model(model_uri)
+        except (MlflowException, OSError) as error:
+            raise ModelNotFound(f"cannot load model {model_uri} ({str(error).splitlines()[0]}; tracking URI "
+                                f"{mlflow.get_tracking_uri()})") from None  # fmt: skip
+        model = loaded.unwrap_python_model()
+        if not isinstance(model, XrayClassifier):
+            raise ModelNotFound(f"{model_uri} is not a covid-xray image model (logged before the inference transform "
+                                "was recorded with the model?): re-run the pipeline to log one")  # fmt: skip
+        return cls(model, model_uri, description)
+
+    def pixels(self, path: str | Path) -> np.ndarray:
+        """The model's input pixels for one file; ValueError with the reason otherwise."""
         path = Path(path)
         if not path.exists():
             raise ValueError("file not found")
         if not path.is_file():
             raise ValueError("not a file")
         try:
-            image = decode_grayscale(path, self.max_pixels)
+            return self.transform(path)
         except OSError as error:
             raise ValueError(f"cannot read file ({error.strerror or error})") from None
-        pixels = resize_square(image, self.image_size)[None, ..., None].astype("float32")
-        proba = np.asarray(self.model.predict(pixels, verbose=0))[0]
-        return self.classes[int(proba.argmax())], float(proba[self.classes.index("covid")])
+
+    def predict_file(self, path: str | Path) -> Prediction:
+        """The prediction for one image file; ValueError with the reason for a bad file."""
+        (answer,) = self.predict_files([path], batch_size=1)
+        if isinstance(answer, ValueError):
+            raise answer
+        return answer
+
+    def predict_files(self, paths, batch_size: int = 32,
+                      progress: Callable[[int], None] | None = None) -> list[Prediction | ValueError]:  # fmt: skip
+        """One entry per path, in order: a Prediction, or the ValueError saying why the file cannot be answered.
+
+        Files are transformed and scored `batch_size` at a time; `progress(n)` is called after each batch with
+        the number of paths it covered."""
+        paths = [str(p) for p in paths]
+        answers: list[Prediction | ValueError | None] = [None] * len(paths)
+        covid = self.classes.index(POSITIVE)
+        for start in range(0, len(paths), batch_size):
+            arrays, where = [], []
+            for index in range(start, min(start + batch_size, len(paths))):
+                try:
+                    arrays.append(self.pixels(paths[index]))
+                    where.append(index)
+                except ValueError as error:
+                    answers[index] = error
+            proba, labels = self.model.score(self.transform.batch(arrays))
+            for row, index in enumerate(where):
+                answers[index] = Prediction(paths[index], str(labels[row]), float(proba[row, covid]), self.threshold)
+            if progress is not None:
+                progress(min(batch_size, len(paths) - start))
+        return answers

@@ -65,32 +65,3 @@ def hardware() -> dict[str, str]:
     gpus = tf.config.list_physical_devices("GPU")
     names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
     return {"hardware.cpu": cpu, "hardware.gpus": ", ".join(names) or "none", "hardware.gpu_count": str(len(gpus))}
-
-
-def pip_requirements() -> list[str]:
-    """What a served model needs, pinned to what trained it (spares MLflow a slow inference subprocess)."""
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("keras", "tensorflow", "numpy")]
-
-
-def log_keras_model(model, example, classes: list[str], artifact_path: str = "model") -> str:
-    """Log `model` to the active run with MLflow's Keras flavor, a signature and an input example; returns its URI.
-
-    (save_model + log_artifacts: mlflow 3.17's keras log_model fails to write an input example.)
-    """
-    import tempfile
-
-    import mlflow
-    from mlflow.models import infer_signature
-
-    with tempfile.TemporaryDirectory() as folder:
-        target = Path(folder, artifact_path)
-        target.mkdir()
-        mlflow.keras.save_model(
-            model, str(target), input_example=example, pip_requirements=pip_requirements(),
-            signature=infer_signature(example, model.predict(example, verbose=0)),
-            metadata={"classes": list(classes), "image_size": int(model.input_shape[1])},
-        )  # fmt: skip
-        mlflow.log_artifacts(str(target), artifact_path)
-    return f"runs:/{mlflow.active_run().info.run_id}/{artifact_path}"

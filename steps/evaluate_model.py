@@ -1,5 +1,5 @@
 """The operating point chosen on validation; test metrics at it with patient-group intervals, per source, plots,
-reliability before and after calibration, the test predictions, and the model logged with MLflow's Keras flavor."""
+reliability before and after calibration, the test predictions, and the model logged as an image-answering pyfunc with its transform and operating point."""
 
 import tempfile
 from typing import Annotated
@@ -12,12 +12,13 @@ from zenml import step
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
+from covid_xray.dataset import image_cache
 from covid_xray.explain import grad_cam, predict_with_features, sample_per_class, save_grad_cam_figure, shortcut_check
 from covid_xray.calibration import reliability
 from covid_xray.metrics import confusion, covid_metrics, per_source_metrics, save_plots
 from covid_xray.operating_point import choose_operating_point
 from covid_xray.rebalance import cramers_v
-from covid_xray.tracking import log_keras_model
+from covid_xray.serving import log_model
 from covid_xray.training import Split
 
 logger = get_logger(__name__)
@@ -76,7 +77,8 @@ def evaluate_model(
         if warning:
             mlflow.set_tag("warning.shortcut", warning)
             logger.warning(warning)
-        model_uri = log_keras_model(model, test_set.images[:2, ..., None].astype("float32"), classes)
+        # the cache's transform made every pixel this model was trained and evaluated on: it is logged with it
+        model_uri = log_model(model, image_cache(config).transform, operating_point, classes, rows["path"][0])
         mlflow.set_tag("model_uri", model_uri)
     return {"run_id": mlflow_run_id, "model_uri": model_uri, **{f"test_{k}": v for k, v in test.items()},
             **{f"val_{k}": v for k, v in val.items()}}  # fmt: skip

@@ -12,7 +12,10 @@ from PIL import Image
 
 from covid_xray.config import ConfigError, DataConfig, SourceConfig, ValidationConfig, parse_config
 from covid_xray.ingest import IngestError, ingest
+from covid_xray.decision import OperatingPoint
 from covid_xray.predict import Predictor
+from covid_xray.serving import XrayClassifier
+from covid_xray.transform import InferenceTransform
 
 GOOD = 6  # good images per class in the batch
 
@@ -130,8 +133,13 @@ def test_config_asking_for_a_class_no_source_provides_fails_before_running():
 class FixedModel:
     input_shape = (None, 32, 32, 1)
 
-    def predict(self, batch, verbose=0):
+    def predict_on_batch(self, batch):
         return np.tile([[0.8, 0.2]], (len(batch), 1))
+
+
+def fixed_predictor() -> Predictor:
+    transform = InferenceTransform(32, max_pixels=400_000, min_side=32)
+    return Predictor(XrayClassifier.from_parts(FixedModel(), transform, OperatingPoint(), ["covid", "normal"]), "fixed")
 
 
 @pytest.mark.parametrize("name, content, error", [
@@ -143,14 +151,14 @@ class FixedModel:
 def test_predict_rejects_bad_files_with_one_reason(tmp_path, name, content, error):
     if content is not None:
         (tmp_path / name).write_bytes(content)
-    predictor = Predictor(FixedModel(), ["covid", "normal"], max_pixels=400_000)
+    predictor = fixed_predictor()
     with pytest.raises(ValueError, match=error.replace("(", r"\(").replace(")", r"\)")):
         predictor.predict_file(tmp_path / name)
     good = save(xray_like(1, "covid"), tmp_path / "good.png")
-    assert predictor.predict_file(good) == ("covid", pytest.approx(0.8))
+    assert predictor.predict_file(good) == (str(good), "covid", pytest.approx(0.8), 0.5)
 
 
 def test_predict_refuses_a_huge_image(tmp_path):
     Image.new("L", (700, 700)).save(tmp_path / "huge.png")
     with pytest.raises(ValueError, match="image too large: 700x700"):
-        Predictor(FixedModel(), ["covid", "normal"], max_pixels=400_000).predict_file(tmp_path / "huge.png")
+        fixed_predictor().predict_file(tmp_path / "huge.png")

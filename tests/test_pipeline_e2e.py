@@ -1,5 +1,6 @@
 """The whole ZenML pipeline through the CLI, on generated data, in an isolated ZenML and MLflow home."""
 
+import io
 import json
 import os
 import re
@@ -14,8 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import SHARED
 from fixtures import write_ieee8023
 from mlflow import MlflowClient
+
+from covid_xray.serving import encode_image
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -158,13 +162,14 @@ def test_predict_without_a_champion_is_one_clear_line(project):
 def test_champion_loads_with_pyfunc_and_zenml_model_is_in_production(project):
     tmp, _, _, client = project
     import mlflow
-    import numpy as np
+    import pandas as pd
 
     mlflow.set_tracking_uri(client.tracking_uri)
     try:
         model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
-        proba = np.asarray(model.predict(np.full((1, 32, 32, 1), 128, "float32")))
-        assert proba.shape == (1, 2) and abs(float(proba.sum()) - 1) < 1e-4
+        answer = model.predict(pd.DataFrame({"image": [encode_image(tmp / "data/ieee8023/images/img-0001.png")]}))
+        assert list(answer.columns[:3]) == ["class", "covid_probability", "threshold"]
+        assert answer["class"][0] in ("covid", "normal") and abs(answer[["p_covid", "p_normal"]].sum(axis=1)[0] - 1) < 1e-4
     finally:
         mlflow.set_tracking_uri(None)
     champion = client.get_model_version_by_alias(MODEL, "champion")
@@ -182,27 +187,39 @@ def test_champion_loads_with_pyfunc_and_zenml_model_is_in_production(project):
     assert out.stdout.strip().splitlines()[-1] == str(champion.version), out.stderr[-2000:]
 
 
-def test_mlflow_serves_the_champion_and_answers_an_image(project):
-    import numpy as np
-
-    from covid_xray.images import decode_grayscale, resize_square
-
-    tmp, _, _, client = project
+def serve(model_uri: str, tracking_uri: str) -> tuple[subprocess.Popen, str]:
+    """`mlflow models serve` of `model_uri` in this environment; (process, invocations URL)."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
-                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                              env=server_env(MLFLOW_TRACKING_URI=client.tracking_uri),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
+                               "local", "-h", "127.0.0.1", "-p", str(port)],
+                              env=server_env(MLFLOW_TRACKING_URI=tracking_uri), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    return server, f"http://127.0.0.1:{port}/invocations"
+
+
+def image_request(url: str, paths) -> urllib.request.Request:
+    """A POST of the image files themselves, base64-encoded, as the served model takes them."""
+    body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[encode_image(p)] for p in paths]}}).encode()
+    return urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+
+
+def predicted_json(result: subprocess.CompletedProcess) -> list[dict]:
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def test_mlflow_serves_the_champion_and_answers_an_image_file_as_predict_does(project):
+    tmp, _, cli, client = project
+    path = tmp / "data/ieee8023/images/img-0001.png"
+    server, url = serve(f"models:/{MODEL}@champion", client.tracking_uri)
     try:
-        pixels = resize_square(decode_grayscale(tmp / "data/ieee8023/images/img-0001.png"), 32)
-        body = json.dumps({"inputs": pixels[None, ..., None].astype(float).tolist()}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
-        predictions = np.asarray(first_answer(server, request, 180, "mlflow models serve")["predictions"])
-        assert predictions.shape == (1, 2) and abs(predictions.sum() - 1) < 1e-4
+        (served,) = first_answer(server, image_request(url, [path]), 180, "mlflow models serve")["predictions"]
     finally:
         server.terminate()
         server.wait(timeout=30)
+    (printed,) = predicted_json(cli("predict", "--model-name", MODEL, "--json", str(path)))
+    assert served["class"] == printed["class"] and served["threshold"] == 0.5
+    assert abs(served["covid_probability"] - printed["covid_probability"]) < 1e-4
 
 
 def test_manual_promote_needs_the_gate_or_a_forced_reason_and_rollback_undoes_it(project):
@@ -259,14 +276,14 @@ def test_validation_warnings_let_training_run_but_register_nothing(project):
     assert len(parents) == 1 and parents[0].data.tags["validation"] == "failed (warn)"
 
 
-def test_real_data_run_is_complete_in_mlflow(project, shared_datasets):
-    """The pipeline on the real shared sources (smaller images, few epochs), read back through MLflow's client."""
-    import mlflow
-    import numpy as np
-
-    tmp, _, cli, client = project
+@pytest.fixture(scope="module")
+def real_run(project):
+    """The pipeline once on the real shared sources (default config and preprocessing; smaller images, few epochs)."""
+    if not SHARED.is_dir():
+        pytest.fail(f"the real test data is missing: {SHARED} (CI places ../shared beside the clone)")
+    tmp, _, cli, _ = project
     raw = yaml.safe_load((ROOT / "configs/default.yaml").read_text())
-    raw["data"] |= {"root": str(shared_datasets), "cache_dir": str(tmp / "cache-real"), "image_size": 48}
+    raw["data"] |= {"root": str(SHARED), "cache_dir": str(tmp / "cache-real"), "image_size": 48}
     raw["models"] = raw["models"][:2]  # vgg16-frozen and cnn-small: the third variant adds nothing new to check here
     raw["models"][0] |= {"epochs": 3}
     raw["models"][1] |= {"epochs": 1}
@@ -275,7 +292,16 @@ def test_real_data_run_is_complete_in_mlflow(project, shared_datasets):
     raw["evaluation"] = {"loso": True}
     path = tmp / "real.yaml"
     path.write_text(yaml.safe_dump(raw))
-    result = cli("run", "--config", str(path))
+    return raw, cli("run", "--config", str(path))
+
+
+def test_real_data_run_is_complete_in_mlflow(project, real_run):
+    """The pipeline on the real shared sources, read back through MLflow's client."""
+    import mlflow
+    import pandas as pd
+
+    tmp, _, cli, client = project
+    result = real_run[1]
     assert result.returncode == 0, result.stderr[-3000:]
 
     experiment = client.get_experiment_by_name("covid-xray-training")
@@ -312,11 +338,54 @@ def test_real_data_run_is_complete_in_mlflow(project, shared_datasets):
     mlflow.set_tracking_uri(client.tracking_uri)
     try:
         model = mlflow.pyfunc.load_model("models:/covid-xray-real@champion")
-        assert np.asarray(model.predict(np.zeros((1, 48, 48, 1), "float32"))).shape == (1, 2)
+        some_file = next((SHARED / "ieee8023/images").iterdir())
+        assert model.predict(pd.DataFrame({"image": [encode_image(some_file)]}))["class"][0] in ("covid", "normal")
     finally:
         mlflow.set_tracking_uri(None)
     assert champion.tags["promotion_decision"] == "promoted"
     assert "leave-one-source-out balanced accuracy" in champion.tags["promotion_reasons"]
+
+
+def test_real_champion_answers_as_it_was_evaluated_in_predict_pyfunc_and_serving(project, real_run):
+    """Issue 13's contract, on real images with the default (robust) preprocessing: for the same test images, the
+    probabilities the evaluation logged, `covid-xray predict`, a pyfunc load and `mlflow models serve` (a POST of the
+    files) agree to 1e-4, and the classes exactly."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from covid_xray.config import PreprocessConfig
+
+    raw, result = real_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    tmp, _, cli, client = project
+    champion = client.get_model_version_by_alias("covid-xray-real", "champion")
+    uri = "models:/covid-xray-real@champion"
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        logged = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(
+            f"runs:/{champion.tags['run_id']}/evaluation/test_predictions.csv")))  # fmt: skip
+        rows = logged.groupby("label").head(12).reset_index(drop=True)  # 24 test images, both classes
+        transform = mlflow.models.get_model_info(uri).metadata["transform"]
+        loaded = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"image": [encode_image(p) for p in rows["path"]]}))
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert transform["preprocess"] == PreprocessConfig(**raw["data"]["preprocess"]).model_dump() != PreprocessConfig().model_dump()
+    assert transform["image_size"] == 48
+    printed = predicted_json(cli("predict", "--model-name", "covid-xray-real", "--json", *rows["path"]))
+    assert [p["path"] for p in printed] == list(rows["path"])
+    server, url = serve(uri, client.tracking_uri)
+    try:
+        served = first_answer(server, image_request(url, rows["path"]), 180, "mlflow models serve")["predictions"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    answers = {"covid-xray predict": ([p["covid_probability"] for p in printed], [p["class"] for p in printed]),
+               "pyfunc": (loaded["covid_probability"], loaded["class"]),
+               "mlflow models serve": ([s["covid_probability"] for s in served], [s["class"] for s in served])}  # fmt: skip
+    for name, (probabilities, classes) in answers.items():
+        assert np.abs(np.asarray(probabilities, float) - rows["p_covid"].to_numpy()).max() < 1e-4, name
+        assert list(classes) == list(rows["predicted"]), name
 
 
 def test_ui_serves_the_project_runs_on_loopback(project):

@@ -10,11 +10,15 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from covid_xray.config import PromotionConfig
+from PIL import Image
+
+from covid_xray.config import PreprocessConfig, PromotionConfig
+from covid_xray.decision import OperatingPoint
 from covid_xray.promotion import (CHALLENGER, CHAMPION, PENDING, PREVIOUS, LeaseBusy, PromotionError, decide,
                                   finish_pending, history, lease, pending_move, promote_run, rollback, rollback_target,
                                   select_candidate, training_keys)  # fmt: skip
-from covid_xray.tracking import log_keras_model
+from covid_xray.serving import log_model
+from covid_xray.transform import InferenceTransform
 
 CLASSES = ["covid", "normal"]
 NAME = "gate-test"
@@ -62,6 +66,15 @@ def tiny_model() -> keras.Model:
     return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
 
 
+PLAIN = InferenceTransform(8, PreprocessConfig(), min_side=8)
+
+
+def example_image(folder: Path) -> str:
+    path = folder / "example.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8), mode="L").save(path)
+    return str(path)
+
+
 def pipeline_run(predicted: np.ndarray, trained_on: int = 0, variant: str = "cnn", val: float = 0.8,
                  loso: float | None = None, manifest: bool = True) -> str:
     """A pipeline (parent) run with its manifest, and one evaluated variant run under it, as the pipeline logs them.
@@ -84,7 +97,8 @@ def pipeline_run(predicted: np.ndarray, trained_on: int = 0, variant: str = "cnn
                                   "p_covid": (predicted == "covid").astype(float), "predicted": predicted})  # fmt: skip
             frame["p_normal"] = 1 - frame["p_covid"]
             mlflow.log_text(frame.to_csv(index=False), "evaluation/test_predictions.csv")
-            mlflow.set_tag("model_uri", log_keras_model(tiny_model(), np.zeros((1, 8, 8, 1), "float32"), CLASSES))
+            example = example_image(Path(mlflow.get_tracking_uri().removeprefix("sqlite:///")).parent)
+            mlflow.set_tag("model_uri", log_model(tiny_model(), PLAIN, OperatingPoint(), CLASSES, example))
     return run.info.run_id
 
 
@@ -163,9 +177,9 @@ def test_too_few_unseen_test_images_is_said_and_not_decided(client):
     assert champion(client) == first
 
 
-def test_champion_without_a_pipeline_run_is_an_error_not_an_empty_set(client):
+def test_champion_without_a_pipeline_run_is_an_error_not_an_empty_set(client, tmp_path):
     with mlflow.start_run() as run:  # a model registered by hand: no parent run, so no manifest
-        uri = log_keras_model(tiny_model(), np.zeros((1, 8, 8, 1), "float32"), CLASSES)
+        uri = log_model(tiny_model(), PLAIN, OperatingPoint(), CLASSES, example_image(tmp_path))
     version = mlflow.register_model(uri, NAME, tags={"run_id": run.info.run_id})
     client.set_registered_model_alias(NAME, CHAMPION, str(version.version))
     with pytest.raises(PromotionError, match="has no pipeline \\(parent\\) run"):
@@ -281,3 +295,53 @@ def test_history_command_prints_every_move_with_reasons_and_numbers(client, tmp_
     assert "now: champion = version 2, previous = version 1, challenger = none" in lines
     assert lines[-1] == "zenml: no model version mirrors an MLflow version"  # no pipeline or CLI move made one
     assert json.loads(client.get_registered_model(NAME).tags[sorted(client.get_registered_model(NAME).tags)[0]])
+
+
+def brightness_model(threshold: float) -> keras.Model:
+    """Predicts covid when the mean pixel value is above `threshold`."""
+    model = tiny_model()
+    weights = np.zeros((64, 2), np.float32)
+    weights[:, 0] = 0.5 / 64
+    model.layers[-1].set_weights([weights, np.array([-threshold * 0.5, 0], np.float32)])
+    return model
+
+
+def test_champion_is_rescored_through_its_own_recorded_transform_not_the_candidates(client, tmp_path):
+    """Champion and candidate: the same weights, trained under different preprocessing. Through its own recorded
+    transform the champion is right on every image; fed the candidate's (histogram-equalized) pixels it would be at
+    chance like the candidate, which would then pass as non-inferior. No scorer is injected: the real Predictor."""
+    rng = np.random.default_rng(0)
+    files, truth = [], []
+    for i in range(60):
+        covid = i % 2 == 0
+        pixels = rng.uniform(150, 255, (16, 16)) if covid else rng.uniform(0, 100, (16, 16))
+        files.append(str(tmp_path / f"test-{i:02d}.png"))
+        Image.fromarray(pixels.astype(np.uint8), mode="L").save(files[-1])
+        truth.append("covid" if covid else "normal")
+    keys, truth = [f"{i:064x}" for i in range(60)], np.asarray(truth)
+
+    def evaluated_run(transform: InferenceTransform) -> str:
+        model = brightness_model(128)
+        proba = model.predict(transform.batch([transform(f) for f in files]), verbose=0)
+        with mlflow.start_run():
+            mlflow.log_text(pd.DataFrame({"sha256": keys, "split": "test"}).to_csv(index=False), "data/manifest.csv")
+            with mlflow.start_run(nested=True) as run:
+                correct = OperatingPoint().labels(proba, CLASSES) == truth
+                covid = truth == "covid"
+                mlflow.log_metrics({"test_accuracy": correct.mean(), "test_sensitivity": correct[covid].mean(),
+                                    "test_specificity": correct[~covid].mean(), "val_balanced_accuracy": 0.8})  # fmt: skip
+                frame = pd.DataFrame({"sha256": keys, "path": files, "source": "s", "label": truth, "group_id": keys,
+                                      "p_covid": proba[:, 0], "p_normal": proba[:, 1],
+                                      "predicted": OperatingPoint().labels(proba, CLASSES)})  # fmt: skip
+                mlflow.log_text(frame.to_csv(index=False), "evaluation/test_predictions.csv")
+                mlflow.set_tag("model_uri", log_model(model, transform, OperatingPoint(), CLASSES, files[0]))
+        return run.info.run_id
+
+    lenient = GATE.model_copy(update={"min_accuracy": 0.0, "min_sensitivity": 0.0, "min_specificity": 0.0,
+                                      "min_compared_images": 50, "min_compared_patients": 30})  # fmt: skip
+    promote_run(client, evaluated_run(PLAIN), lenient)
+    equalized = InferenceTransform(8, PreprocessConfig(equalize="hist"), min_side=8)
+    candidate = evaluated_run(equalized)
+    version, decision = promote_run(client, candidate, lenient)
+    assert not decision.promote and champion(client) == "1", decision.reasons
+    assert "inferior" in decision.summary, decision.summary

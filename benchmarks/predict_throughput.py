@@ -1,0 +1,125 @@
+"""Prediction throughput on real image files, transform included, side by side with the bare model in one run.
+
+    python benchmarks/predict_throughput.py [--images ../shared/datasets/darkcovidnet] [--count 128]
+        [--config configs/default.yaml] [--models vgg16-frozen,cnn-small] [--out benchmarks/predict_throughput.json]
+
+For each model variant of the config (at the config's image size and preprocessing), the model is logged the way
+the evaluate step logs it (the pyfunc with its transform record, in a temporary MLflow store) and loaded back with
+`Predictor.from_uri`. Then, over the same files:
+  predictor: `Predictor.predict_files(paths, batch_size)`: decode, the recorded preprocessing, resize, batched model
+             calls, calibration and threshold (images/s);
+  raw:       `keras_model.predict` on the already transformed arrays (images/s);
+and the ratio predictor / raw (target >= 0.5). Each figure is the best of `--repeats` timed passes after a warm-up.
+Untrained weights: throughput does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import keras  # noqa: E402
+import mlflow  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from covid_xray.config import load_config  # noqa: E402
+from covid_xray.decision import OperatingPoint  # noqa: E402
+from covid_xray.models import build_model  # noqa: E402
+from covid_xray.predict import Predictor  # noqa: E402
+from covid_xray.serving import log_model  # noqa: E402
+from covid_xray.transform import InferenceTransform  # noqa: E402
+
+SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def best_seconds(work, repeats: int) -> float:
+    work()  # warm-up: graph tracing, file cache
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def image_files(folder: Path, count: int, transform: InferenceTransform) -> list[Path]:
+    """The first `count` files under `folder` (sorted) that the transform accepts."""
+    chosen = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES):
+        try:
+            transform.decode(path)
+        except ValueError:
+            continue
+        chosen.append(path)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def measure(variant, config, paths: list[Path], batch_size: int, repeats: int, store: Path) -> dict:
+    transform = InferenceTransform.from_data(config.data, config.validation.min_side)
+    model = build_model(variant, config.data.image_size, len(config.data.classes))
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    with mlflow.start_run(run_name=variant.name):
+        uri = log_model(model, transform, OperatingPoint(), config.data.classes, paths[0])
+    predictor = Predictor.from_uri(uri)
+    answers = predictor.predict_files(paths, batch_size)
+    failed = [str(a) for a in answers if isinstance(a, ValueError)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} files failed: {failed[:3]}")
+    batch = transform.batch([transform(p) for p in paths])
+    predictor_s = best_seconds(lambda: predictor.predict_files(paths, batch_size), repeats)
+    raw_s = best_seconds(lambda: predictor.keras_model.predict(batch, batch_size=batch_size, verbose=0), repeats)
+    transform_s = best_seconds(lambda: [transform(p) for p in paths], 1)
+    return {"model": variant.name, "kind": variant.kind, "images": len(paths), "batch_size": batch_size,
+            "predictor_images_per_s": len(paths) / predictor_s, "raw_model_predict_images_per_s": len(paths) / raw_s,
+            "transform_only_images_per_s": len(paths) / transform_s, "ratio": raw_s / predictor_s}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", default=str(ROOT.parent / "shared/datasets/darkcovidnet"))
+    parser.add_argument("--count", type=int, default=128)
+    parser.add_argument("--config", default=str(ROOT / "configs/default.yaml"))
+    parser.add_argument("--models", default="vgg16-frozen,cnn-small")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/predict_throughput.json"))
+    args = parser.parse_args()
+    config = load_config(args.config)
+    transform = InferenceTransform.from_data(config.data, config.validation.min_side)
+    paths = image_files(Path(args.images), args.count, transform)
+    if len(paths) < args.count:
+        raise SystemExit(f"only {len(paths)} usable images under {args.images}, asked for {args.count}")
+    variants = {m.name: m for m in config.models}
+    results = []
+    with tempfile.TemporaryDirectory() as store:
+        for name in args.models.split(","):
+            results.append(measure(variants[name], config, paths, args.batch_size, args.repeats, Path(store)))
+            print(json.dumps(results[-1]))
+    report = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "gpus": [g.name for g in tf.config.list_physical_devices("GPU")], "tensorflow": tf.__version__,
+                    "keras": keras.__version__},  # fmt: skip
+        "data": {"folder": args.images, "images": len(paths), "image_size": config.data.image_size,
+                 "transform": transform.to_record()},  # fmt: skip
+        "results": results,
+    }
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -67,6 +67,22 @@ def hardware() -> dict[str, str]:
     return {"hardware.cpu": cpu, "hardware.gpus": ", ".join(names) or "none", "hardware.gpu_count": str(len(gpus))}
 
 
+def log_training_dataset(split, classes: list[str], manifest_hash: str, data_version: str,
+                         context: str = "training") -> None:
+    """The images a model trained on, as an MLflow input dataset of the active run: the runs table's Dataset column
+    then names the data version, and the run records which images (content keys), labels and sources it saw."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"sha256": list(split.keys), "label": np.asarray(classes)[np.asarray(split.labels, int)]})
+    if split.sources is not None:
+        frame["source"] = np.asarray(split.sources)
+    dataset = mlflow.data.from_pandas(frame, name=f"covid-xray-data-{manifest_hash[:8]}", digest=manifest_hash,
+                                      targets="label")  # fmt: skip
+    mlflow.log_input(dataset, context=context, tags={"data.dvc_md5": data_version})
+
+
 def pip_requirements() -> list[str]:
     """What a served model needs, pinned to what trained it (spares MLflow a slow inference subprocess)."""
     from importlib.metadata import version

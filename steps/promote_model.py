@@ -10,6 +10,7 @@ from zenml.enums import ModelStages
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
+from covid_xray.model_card import log_model_card
 from covid_xray.promotion import best_run, promote_run
 from covid_xray.training import Split
 
@@ -35,6 +36,7 @@ def promote_model(test_set: Split, validation_passed: bool, config: RunConfig) -
     version, decision = promote_run(client, candidate, test_set.images, test_set.labels, test_set.keys,
                                     config.data.classes, config.promotion)  # fmt: skip
     logger.info("Model %s version %s %s", config.promotion.model_name, version, decision.summary)
+    log_model_card(client, config.promotion.model_name, version)
     mlflow.set_tags({"promotion.candidate_run": candidate, "promotion.version": version,
                      "promotion.decision": decision.summary[:5000]})  # fmt: skip
     # The ZenML model version of this pipeline run mirrors the registry: production for the champion.

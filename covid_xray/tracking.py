@@ -91,22 +91,17 @@ def pip_requirements() -> list[str]:
 
 
 def log_keras_model(model, example, classes: list[str], artifact_path: str = "model") -> str:
-    """Log `model` to the active run with MLflow's Keras flavor, a signature and an input example; returns its URI.
+    """Log `model` to the active run as an MLflow LoggedModel (Keras flavor, with a signature); returns its URI.
 
-    (save_model + log_artifacts: mlflow 3.17's keras log_model fails to write an input example.)
+    A LoggedModel is what MLflow 3's runs table (Models column) and Models tab list. (No input example:
+    mlflow 3.17's keras log_model fails to write one.)
     """
-    import tempfile
-
     import mlflow
     from mlflow.models import infer_signature
 
-    with tempfile.TemporaryDirectory() as folder:
-        target = Path(folder, artifact_path)
-        target.mkdir()
-        mlflow.keras.save_model(
-            model, str(target), input_example=example, pip_requirements=pip_requirements(),
-            signature=infer_signature(example, model.predict(example, verbose=0)),
-            metadata={"classes": list(classes), "image_size": int(model.input_shape[1])},
-        )  # fmt: skip
-        mlflow.log_artifacts(str(target), artifact_path)
-    return f"runs:/{mlflow.active_run().info.run_id}/{artifact_path}"
+    info = mlflow.keras.log_model(
+        model, name=artifact_path, pip_requirements=pip_requirements(),
+        signature=infer_signature(example, model.predict(example, verbose=0)),
+        metadata={"classes": list(classes), "image_size": int(model.input_shape[1])},
+    )  # fmt: skip
+    return info.model_uri

@@ -46,10 +46,10 @@ def store(tmp_path_factory):
             with mlflow.start_run(experiment_id=experiment, run_name=f"cnn-{seed}") as run:
                 mlflow.set_tags({"model.variant": f"cnn-{seed}", "data.manifest_hash": "feedfacecafe"})
                 mlflow.log_metrics({"test_accuracy": 0.5 + seed / 10, "test_accuracy_ci_low": 0.4, "test_accuracy_ci_high": 0.9})
-                mlflow.set_tag("model_uri", log_keras_model(tiny_model(seed), np.zeros((1, 32, 32, 1), "float32"), ["covid", "normal"]))
+                model_uri = log_keras_model(tiny_model(seed), np.zeros((1, 32, 32, 1), "float32"), ["covid", "normal"])
+                mlflow.set_tag("model_uri", model_uri)
             run_ids.append(run.info.run_id)
-            client.create_model_version(MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id,
-                                        tags={"run_id": run.info.run_id})  # fmt: skip
+            client.create_model_version(MODEL, model_uri, run_id=run.info.run_id, tags={"run_id": run.info.run_id})
     client.set_registered_model_alias(MODEL, "previous", "1")
     client.set_registered_model_alias(MODEL, "champion", "2")
     raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())

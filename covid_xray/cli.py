@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from .config import ConfigError, load_config
-from .stack import home, prepare_environment, tracking_uri
+from .stack import home, prepare_environment, runs_table_url, tracking_uri
 
 DEFAULT_CONFIG = "configs/default.yaml"
 
@@ -123,10 +123,11 @@ def failed_steps_message() -> str:
 @click.option("--config", "config_path", default=None, help="Take the tracking URI from this config.")
 def ui(port: int, config_path: str | None) -> None:
     """Open the MLflow UI on 127.0.0.1 for the project's tracking store."""
-    configured = _config(config_path).tracking.uri if config_path else None
-    uri = tracking_uri(configured)
+    config = _config(config_path) if config_path else None
+    uri = tracking_uri(config.tracking.uri if config else None)
     artifacts = str(home() / "mlartifacts")
     click.echo(f"MLflow UI on http://127.0.0.1:{port} (tracking store {uri})")
+    click.echo(f"Model runs: {runs_table_url(uri, config.tracking.experiment if config else 'covid-xray-training', port)}")
     subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                     "--port", str(port), "--artifacts-destination", artifacts], check=False)  # fmt: skip
 

@@ -58,6 +58,16 @@ def ensure_experiment(name: str) -> str:
     return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
+def runs_table_url(uri: str, experiment: str, port: int) -> str:
+    """The MLflow UI's runs table of `experiment`. MLflow 3.17's UI picks GenAI or model-training pages by a
+    workflow type kept in the browser (default GenAI), not by the experiment's kind: the link names it."""
+    import mlflow
+
+    found = mlflow.MlflowClient(uri).get_experiment_by_name(experiment)
+    page = f"experiments/{found.experiment_id}/runs" if found is not None else "experiments"
+    return f"http://127.0.0.1:{port}/#/{page}?workflowType=machine_learning"
+
+
 def tracker_configuration(uri: str) -> dict[str, str]:
     """The MLflow tracker's ZenML configuration for `uri`. ZenML wants credentials for an http(s) server: those
     of MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD when set; otherwise placeholders, which a

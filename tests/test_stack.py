@@ -1,6 +1,6 @@
 from mlflow import MlflowClient
 
-from covid_xray.stack import ensure_experiment
+from covid_xray.stack import ensure_experiment, runs_table_url
 
 
 def test_experiments_are_marked_as_model_training_so_the_ui_opens_on_runs(tmp_path, monkeypatch):
@@ -17,3 +17,10 @@ def test_experiments_are_marked_as_model_training_so_the_ui_opens_on_runs(tmp_pa
     client.set_experiment_tag(old, "mlflow.experimentKind", "genai_development")  # the user's choice in the UI stays
     ensure_experiment("made-before")
     assert client.get_experiment(old).tags["mlflow.experimentKind"] == "genai_development"
+
+
+def test_the_ui_link_opens_the_experiments_runs_table_in_model_training_mode(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = MlflowClient(uri).create_experiment("runs", artifact_location=(tmp_path / "a").as_uri())
+    assert runs_table_url(uri, "runs", 5001) == f"http://127.0.0.1:5001/#/experiments/{experiment}/runs?workflowType=machine_learning"
+    assert runs_table_url(uri, "not-yet", 5001) == "http://127.0.0.1:5001/#/experiments?workflowType=machine_learning"

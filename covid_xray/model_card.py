@@ -119,8 +119,8 @@ def model_card(client: MlflowClient, model_name: str, version: str) -> str:
         if "test_n" in metrics:
             covid = f", {int(metrics['test_n_covid'])} covid" if "test_n_covid" in metrics else ""
             size = f" ({int(metrics['test_n'])} images{covid})"
-        lines.append(f"On the held-out test split{size}, from the same sources as training; the intervals resample "
-                     "patients, not images:")  # fmt: skip
+        lines.append(f"On the held-out test split{size}, from the same sources as training, with the 95% intervals "
+                     "the evaluation recorded:")  # fmt: skip
         lines += ["", *[f"- {m.replace('_', ' ')}: {_with_interval(metrics, f'test_{m}')}" for m in shown]]
     else:
         lines.append("The run recorded no test metrics.")

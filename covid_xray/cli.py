@@ -156,7 +156,7 @@ def predict(images: tuple[str, ...], as_json: bool, output: str | None, model_na
     if len(chosen) > 1:
         fail(f"{' and '.join(chosen)} both pick the model: give only one", 2)
     config, _ = _store(config_path)
-    from .predict_io import InputError, collect_inputs, output_format, prediction_record, write_explanations, write_records
+    from .predict_io import InputError, answer_records, collect_inputs, output_format, write_explanations, write_records
 
     try:
         if output:
@@ -183,26 +183,21 @@ def predict(images: tuple[str, ...], as_json: bool, output: str | None, model_na
             answers = predictor.predict_files(paths, batch_size=batch_size, progress=bar.update)
     else:
         answers = predictor.predict_files(paths, batch_size=batch_size)
-    records, failures = [], 0
-    for path, answer in zip(paths, answers):
-        if isinstance(answer, Exception):
-            failures += 1
-            click.echo(f"covid-xray: error: {path}: {answer}", err=True)
-            records.append({"path": path, "error": str(answer)})
-        else:
-            records.append(prediction_record(answer, predictor.description, predictor.model_uri))
+    records = answer_records(paths, answers, predictor.description, predictor.model_uri)
+    failures = [r for r in records if "error" in r]
+    for record in failures:
+        click.echo(f"covid-xray: error: {record['path']}: {record['error']}", err=True)
     answered = [r for r in records if "error" not in r]
     if explain_dir and answered:
         for record, png in zip(answered, write_explanations(predictor, [r["path"] for r in answered], explain_dir)):
             record["explanation"] = png
     if output:
         write_records(records, output)
-        click.echo(f"{len(answered)} image(s) answered, {failures} failed, by {predictor.description}: {output}")
-    for record in [] if output else answered:
-        if as_json:
-            click.echo(json.dumps(record))
-        else:
-            click.echo(f"{record['path']}\t{record['class']}\tcovid_probability={record['covid_probability']:.4f}")
+        click.echo(f"{len(answered)} image(s) answered, {len(failures)} failed, by {predictor.description}: {output}")
+    else:
+        for record in answered:
+            click.echo(json.dumps(record) if as_json else
+                       f"{record['path']}\t{record['class']}\tcovid_probability={record['covid_probability']:.4f}")  # fmt: skip
     if failures:
         sys.exit(1)
 

@@ -107,9 +107,10 @@ def model_card(client: MlflowClient, model_name: str, version: str) -> str:
                   "", _table(composition(manifest))]  # fmt: skip
     lines += ["", "## Operating point", ""]
     if "operating_point.threshold" in params:
-        lines.append(f"An image is called covid when its covid probability is at least "
-                     f"{float(params['operating_point.threshold']):.3f} (rule `{params.get('operating_point.rule', '?')}`"
-                     f", chosen on the validation split; calibration `{params.get('operating_point.calibration', 'none')}`).")  # fmt: skip
+        threshold = float(params["operating_point.threshold"])
+        rule, calibration = params.get("operating_point.rule", "?"), params.get("operating_point.calibration", "none")
+        lines.append(f"An image is called covid when its covid probability is at least {threshold:.3f} (rule "
+                     f"`{rule}`, chosen on the validation split; calibration `{calibration}`).")  # fmt: skip
     else:
         lines.append("No operating point was recorded for this run: the class is the covid probability >= 0.5.")
     lines += ["", "## Internal test metrics", ""]
@@ -131,16 +132,17 @@ def model_card(client: MlflowClient, model_name: str, version: str) -> str:
         lines.append("Not run for this model: how it does on a hospital it has never seen is unknown.")
     else:
         if loso_mean is not None:
-            lines.append(f"Trained without each source in turn and tested on it: mean balanced accuracy "
-                         f"{loso_mean:.3f} over the sources with both labels. This is the better guess for a new site.")  # fmt: skip
+            lines.append(f"Trained without each source in turn and tested on it: mean balanced accuracy {loso_mean:.3f} "
+                         "over the sources with both labels. This is the better guess for a new site.")  # fmt: skip
         if loso_text is not None:
             lines += ["", _table(pd.read_csv(io.StringIO(loso_text)))]
     lines += ["", "## Shortcut check", ""]
     if "shortcut.source_accuracy" in metrics:
+        majority = metrics.get("shortcut.source_majority_rate", float("nan"))
+        confounding = metrics.get("shortcut.cramers_v_train", float("nan"))
         lines.append(f"A classifier on the model's features predicts an image's source with accuracy "
-                     f"{metrics['shortcut.source_accuracy']:.2f} (majority rate "
-                     f"{metrics.get('shortcut.source_majority_rate', float('nan')):.2f}); source and label "
-                     f"confounding in training: Cramér's V {metrics.get('shortcut.cramers_v_train', float('nan')):.2f}.")  # fmt: skip
+                     f"{metrics['shortcut.source_accuracy']:.2f} (majority rate {majority:.2f}); source and label "
+                     f"confounding in training: Cramér's V {confounding:.2f}.")  # fmt: skip
         lines.append("")
         lines.append(f"**Warning:** {tags['warning.shortcut']}" if "warning.shortcut" in tags else
                      "No shortcut warning: the features do not single out the source and the label together.")  # fmt: skip

@@ -48,14 +48,14 @@ class _ResizeTransform:
 
 class Predictor:
     def __init__(self, model, classes: list[str], operating_point: OperatingPoint | None = None, model_uri: str = "",
-                 description: str = ""):  # fmt: skip
+                 description: str = "", max_pixels: int = 50_000_000):  # fmt: skip
         self.keras_model = model
         self.classes = list(classes)
         self.operating_point = operating_point or OperatingPoint()
         self.threshold = self.operating_point.threshold
         self.model_uri = model_uri
         self.description = description or model_uri
-        self.transform = _ResizeTransform(int(model.input_shape[1]))
+        self.transform = _ResizeTransform(int(model.input_shape[1]), max_pixels)
 
     @classmethod
     def from_registry(cls, name: str, alias: str | None = "champion", version: str | None = None) -> "Predictor":
@@ -65,7 +65,10 @@ class Predictor:
 
         client = MlflowClient()
         try:
-            found = client.get_model_version(name, str(version)) if version else client.get_model_version_by_alias(name, alias)
+            if version:
+                found = client.get_model_version(name, str(version))
+            else:
+                found = client.get_model_version_by_alias(name, alias)
         except MlflowException:
             which = f"version {version}" if version else f"@{alias}"
             raise ModelNotFound(f"no model registered as {name} {which}" if version else

@@ -74,6 +74,12 @@ def prediction_record(answer: Prediction, model: str, model_uri: str) -> dict:
             "threshold": round(answer.threshold, 6), "model": model, "model_uri": model_uri}  # fmt: skip
 
 
+def answer_records(paths: list[str], answers: list[Prediction | ValueError], model: str, model_uri: str) -> list[dict]:
+    """One record per input path: the prediction, or the path with the error that stopped it."""
+    return [{"path": path, "error": str(answer)} if isinstance(answer, Exception) else
+            prediction_record(answer, model, model_uri) for path, answer in zip(paths, answers)]  # fmt: skip
+
+
 def output_format(path: str | Path) -> str:
     """'csv' or 'jsonl' from the file's suffix, or InputError naming the suffixes understood."""
     found = OUTPUT_FORMATS.get(Path(path).suffix.lower())

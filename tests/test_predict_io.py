@@ -11,7 +11,7 @@ from PIL import Image
 from covid_xray.decision import OperatingPoint
 from covid_xray.predict import Prediction, Predictor
 from covid_xray.predict_io import (
-    InputError, collect_inputs, output_format, overlay_names, prediction_record, write_explanations, write_records,
+    InputError, answer_records, collect_inputs, output_format, overlay_names, write_explanations, write_records,
 )  # fmt: skip
 
 
@@ -75,8 +75,9 @@ def test_missing_paths_are_kept_so_predict_reports_them(tmp_path):
 
 
 def test_output_files_hold_one_row_per_input_including_failures(tmp_path):
-    records = [prediction_record(Prediction("a.png", "covid", 0.91234567, 0.4), "covid-xray v3 (@champion)", "models:/m/3"),
-               {"path": "b.png", "error": "file not found"}]  # fmt: skip
+    answers = [Prediction("a.png", "covid", 0.91234567, 0.4), ValueError("file not found")]
+    records = answer_records(["a.png", "b.png"], answers, "covid-xray v3 (@champion)", "models:/m/3")
+    assert records[1] == {"path": "b.png", "error": "file not found"}
     write_records(records, tmp_path / "out.csv")
     rows = list(csv.DictReader(open(tmp_path / "out.csv")))
     assert rows[0]["class"] == "covid" and rows[0]["covid_probability"] == "0.912346" and rows[0]["threshold"] == "0.4"

@@ -2,13 +2,14 @@
 
 import os
 
-# Telemetry off before any of these libraries is imported.
+# Telemetry and download bars off before any of these libraries is imported.
 for _name, _value in {
     "ZENML_ANALYTICS_OPT_IN": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "GX_ANALYTICS_ENABLED": "false",
     "DVC_NO_ANALYTICS": "1",
     "TF_CPP_MIN_LOG_LEVEL": "2",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # one bar per downloaded artifact otherwise
 }.items():
     os.environ.setdefault(_name, _value)
 

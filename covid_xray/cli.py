@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from .config import ConfigError, load_config
-from .stack import home, prepare_environment, tracking_uri
+from .stack import home, prepare_environment, runs_table_url, tracking_uri
 
 DEFAULT_CONFIG = "configs/default.yaml"
 
@@ -32,6 +32,23 @@ def _config(path: str):
         fail(str(error), 2)
 
 
+def verbose_option(command):
+    """--verbose: TensorFlow's own start-up and device logging, hidden otherwise (see covid_xray.quiet)."""
+    return click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up and device logging.")(command)
+
+
+def quiet_frameworks(verbose: bool) -> None:
+    from .quiet import configure
+
+    configure(verbose)
+
+
+def _store(config_path: str | None):
+    """(config or None, tracking URI): MLFLOW_TRACKING_URI, else the config's tracking.uri, else the project store."""
+    config = _config(config_path) if config_path else None
+    return config, prepare_environment(config.tracking.uri if config else None)
+
+
 @click.group()
 def main() -> None:
     """Train, check and ship COVID-19 detectors for chest X-rays."""
@@ -40,10 +57,12 @@ def main() -> None:
 @main.command()
 @click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True, help="Run configuration YAML.")
 @click.option("--metrics-dir", default=None, help="Also write DVC metrics and plot data (e.g. eval) for this run.")
-def run(config_path: str, metrics_dir: str | None) -> None:
+@verbose_option
+def run(config_path: str, metrics_dir: str | None, verbose: bool) -> None:
     """Run the training pipeline on the local ZenML stack."""
     config = _config(config_path)
     uri = prepare_environment(config.tracking.uri)
+    quiet_frameworks(verbose)
     from .ingest import IngestError, read_sources
 
     try:  # fail fast, before ZenML starts, on sources that cannot be read at all
@@ -105,39 +124,81 @@ def failed_steps_message() -> str:
 @click.option("--config", "config_path", default=None, help="Take the tracking URI from this config.")
 def ui(port: int, config_path: str | None) -> None:
     """Open the MLflow UI on 127.0.0.1 for the project's tracking store."""
-    configured = _config(config_path).tracking.uri if config_path else None
-    uri = tracking_uri(configured)
+    config = _config(config_path) if config_path else None
+    uri = tracking_uri(config.tracking.uri if config else None)
     artifacts = str(home() / "mlartifacts")
     click.echo(f"MLflow UI on http://127.0.0.1:{port} (tracking store {uri})")
+    click.echo(f"Model runs: {runs_table_url(uri, config.tracking.experiment if config else 'covid-xray-training', port)}")
     subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                     "--port", str(port), "--artifacts-destination", artifacts], check=False)  # fmt: skip
 
 
 @main.command()
 @click.argument("images", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: path, class, covid_probability.")
-@click.option("--model-name", default="covid-xray", show_default=True)
-@click.option("--alias", default="champion", show_default=True)
-def predict(images: tuple[str, ...], as_json: bool, model_name: str, alias: str) -> None:
-    """Classify chest X-ray IMAGES with the registered model under ALIAS (default: the champion)."""
-    prepare_environment()
-    from .predict import ModelNotFound, Predictor
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: path, class, covid_probability, "
+              "threshold, model.")  # fmt: skip
+@click.option("--output", "output", default=None, help="Write all answers to FILE (.csv, or .jsonl for JSON lines).")
+@click.option("--model-name", default=None, help="Registered model [default: the config's promotion.model_name, "
+              "else covid-xray].")  # fmt: skip
+@click.option("--alias", default=None, help="Registry alias to use [default: champion].")
+@click.option("--model-version", default=None, help="Registered version number to use instead of an alias.")
+@click.option("--run", "run_id", default=None, help="Use the model logged on this MLflow run instead of the registry.")
+@click.option("--config", "config_path", default=None, help="Take the tracking URI and model name from this config.")
+@click.option("--explain", "explain_dir", default=None, help="Write a Grad-CAM overlay PNG per image into DIR.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Images per model call.")
+@verbose_option
+def predict(images: tuple[str, ...], as_json: bool, output: str | None, model_name: str | None, alias: str | None,
+            model_version: str | None, run_id: str | None, config_path: str | None, explain_dir: str | None,
+            batch_size: int, verbose: bool) -> None:  # fmt: skip
+    """Classify chest X-ray IMAGES (files, folders searched recursively, or .csv lists with a `path` column) with
+    the registered champion, or the model picked by --alias, --model-version or --run."""
+    chosen = [name for name, value in (("--alias", alias), ("--model-version", model_version), ("--run", run_id))
+              if value is not None]  # fmt: skip
+    if len(chosen) > 1:
+        fail(f"{' and '.join(chosen)} both pick the model: give only one", 2)
+    config, _ = _store(config_path)
+    from .predict_io import InputError, answer_records, collect_inputs, output_format, write_explanations, write_records
 
     try:
-        predictor = Predictor.from_registry(model_name, alias)
+        if output:
+            output_format(output)
+        inputs = collect_inputs(list(images))
+    except InputError as error:
+        fail(str(error), 2)
+    for note in inputs.notes:
+        click.echo(f"covid-xray: note: {note}", err=True)
+    quiet_frameworks(verbose)
+    from .predict import ModelNotFound, Predictor
+
+    name = model_name or (config.promotion.model_name if config else "covid-xray")
+    try:
+        if run_id:
+            predictor = Predictor.from_run(run_id)
+        else:
+            predictor = Predictor.from_registry(name, alias=alias or "champion", version=model_version)
     except ModelNotFound as error:
         fail(str(error))
-    failures = 0
-    for path, answer in zip(images, predictor.predict_files(images)):
-        if isinstance(answer, ValueError):
-            failures += 1
-            click.echo(f"covid-xray: error: {path}: {answer}", err=True)
-            continue
-        if as_json:
-            click.echo(json.dumps({"path": path, "class": answer.label,
-                                   "covid_probability": round(answer.covid_probability, 6)}))  # fmt: skip
-        else:
-            click.echo(f"{path}\t{answer.label}\tcovid_probability={answer.covid_probability:.4f}")
+    paths = inputs.paths
+    if len(paths) > batch_size and sys.stderr.isatty():
+        with click.progressbar(length=len(paths), label="Predicting", file=sys.stderr) as bar:
+            answers = predictor.predict_files(paths, batch_size=batch_size, progress=bar.update)
+    else:
+        answers = predictor.predict_files(paths, batch_size=batch_size)
+    records = answer_records(paths, answers, predictor.description, predictor.model_uri)
+    failures = [r for r in records if "error" in r]
+    for record in failures:
+        click.echo(f"covid-xray: error: {record['path']}: {record['error']}", err=True)
+    answered = [r for r in records if "error" not in r]
+    if explain_dir and answered:
+        for record, png in zip(answered, write_explanations(predictor, [r["path"] for r in answered], explain_dir)):
+            record["explanation"] = png
+    if output:
+        write_records(records, output)
+        click.echo(f"{len(answered)} image(s) answered, {len(failures)} failed, by {predictor.description}: {output}")
+    else:
+        for record in answered:
+            click.echo(json.dumps(record) if as_json else
+                       f"{record['path']}\t{record['class']}\tcovid_probability={record['covid_probability']:.4f}")  # fmt: skip
     if failures:
         sys.exit(1)
 
@@ -145,10 +206,12 @@ def predict(images: tuple[str, ...], as_json: bool, model_name: str, alias: str)
 @main.command()
 @click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True)
 @click.option("--model", "model_names", multiple=True, help="Model variant(s) of the config (default: all).")
-def loso(config_path: str, model_names: tuple[str, ...]) -> None:
+@verbose_option
+def loso(config_path: str, model_names: tuple[str, ...], verbose: bool) -> None:
     """Leave-one-source-out: train without each source in turn and score the held-out source."""
     config = _config(config_path)
     prepare_environment(config.tracking.uri)
+    quiet_frameworks(verbose)
     import mlflow
 
     from .dataset import manifest_hash
@@ -172,10 +235,12 @@ def loso(config_path: str, model_names: tuple[str, ...]) -> None:
 
 @main.command()
 @click.option("-n", "count", default=10, show_default=True, help="How many recent model runs.")
-@click.option("--experiment", default="covid-xray-training", show_default=True)
-def compare(count: int, experiment: str) -> None:
+@click.option("--experiment", default=None, help="MLflow experiment [default: the config's, else covid-xray-training].")
+@click.option("--config", "config_path", default=None, help="Take the tracking URI and experiment from this config.")
+def compare(count: int, experiment: str | None, config_path: str | None) -> None:
     """Print the last N model runs side by side: test metrics with 95% CIs, data version, promotion."""
-    prepare_environment()
+    config, _ = _store(config_path)
+    experiment = experiment or (config.tracking.experiment if config else "covid-xray-training")
     from .report import compare_runs
 
     table = compare_runs(experiment, count)
@@ -188,13 +253,16 @@ def compare(count: int, experiment: str) -> None:
 @click.option("--run", "run_id", required=True, help="MLflow run id of an evaluated model variant.")
 @click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True)
 @click.option("--force", "force_reason", default=None, help="Promote even if the gate fails; give the reason.")
-def promote(run_id: str, config_path: str, force_reason: str | None) -> None:
+@verbose_option
+def promote(run_id: str, config_path: str, force_reason: str | None, verbose: bool) -> None:
     """Gate and promote the model of an MLflow run by hand (same checks as the pipeline)."""
     config = _config(config_path)
     prepare_environment(config.tracking.uri)
+    quiet_frameworks(verbose)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from .model_card import log_model_card
     from .promotion import LeaseBusy, LeaseLost, PromotionError, promote_run
 
     client = MlflowClient()
@@ -203,6 +271,7 @@ def promote(run_id: str, config_path: str, force_reason: str | None) -> None:
         version, decision = promote_run(client, run_id, config.promotion, force_reason=force_reason, selection=why)
     except (MlflowException, PromotionError, LeaseBusy, LeaseLost, OSError, LookupError, ValueError) as error:
         fail(f"cannot promote run {run_id}: {error}")
+    log_model_card(client, config.promotion.model_name, version)
     click.echo(f"{config.promotion.model_name} version {version}: {decision.summary}")
     _follow_aliases(client, config.promotion.model_name)
     if not decision.promote:
@@ -210,11 +279,39 @@ def promote(run_id: str, config_path: str, force_reason: str | None) -> None:
 
 
 @main.command()
-@click.option("--model-name", default="covid-xray", show_default=True)
+@click.option("--model-name", default=None, help="Registered model [default: the config's, else covid-xray].")
+@click.option("--alias", default=None, help="Registry alias [default: champion].")
+@click.option("--model-version", default=None, help="Registered version number instead of an alias.")
+@click.option("--config", "config_path", default=None, help="Take the tracking URI and model name from this config.")
+def card(model_name: str | None, alias: str | None, model_version: str | None, config_path: str | None) -> None:
+    """Print the model card of a registered version: use, data, operating point, metrics, known failure modes."""
+    if alias is not None and model_version is not None:
+        fail("--alias and --model-version both pick the model: give only one", 2)
+    config, _ = _store(config_path)
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from .model_card import model_card
+
+    client = MlflowClient()
+    model_name = model_name or (config.promotion.model_name if config else "covid-xray")
+    try:
+        version = model_version or client.get_model_version_by_alias(model_name, alias or "champion").version
+        text = model_card(client, model_name, version)
+    except MlflowException as error:
+        which = f" version {model_version}" if model_version else f"@{alias or 'champion'}"
+        fail(f"no model card for {model_name}{which}: {error.message}")
+    click.echo(text, nl=False)
+
+
+@main.command()
+@click.option("--model-name", default=None, help="Registered model [default: the config's, else covid-xray].")
+@click.option("--config", "config_path", default=None, help="Take the tracking URI and model name from this config.")
 @click.option("--reason", default="rollback by hand", show_default=True, help="Recorded with the move.")
-def rollback(model_name: str, reason: str) -> None:
+def rollback(model_name: str | None, config_path: str | None, reason: str) -> None:
     """Make the previous champion the champion again."""
-    prepare_environment()
+    config, _ = _store(config_path)
+    model_name = model_name or (config.promotion.model_name if config else "covid-xray")
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -244,11 +341,13 @@ def _follow_aliases(client, name: str) -> None:
 
 
 @main.command()
-@click.option("--model-name", default="covid-xray", show_default=True)
+@click.option("--model-name", default=None, help="Registered model [default: the config's, else covid-xray].")
+@click.option("--config", "config_path", default=None, help="Take the tracking URI and model name from this config.")
 @click.option("--sync", is_flag=True, help="Also set the ZenML stages from the MLflow aliases.")
-def history(model_name: str, sync: bool) -> None:
+def history(model_name: str | None, config_path: str | None, sync: bool) -> None:
     """The champion's lineage: every decision and alias move with its time, reasons and evidence numbers."""
-    prepare_environment()
+    config, _ = _store(config_path)
+    model_name = model_name or (config.promotion.model_name if config else "covid-xray")
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 

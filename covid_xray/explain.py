@@ -95,3 +95,16 @@ def shortcut_check(features: np.ndarray, sources: np.ndarray, groups: np.ndarray
         f"(majority rate {result['source_majority_rate']:.2f}) and source and label are confounded "
         f"(Cramér's V {confounding:.2f}); test metrics may reflect the hospital, not the disease"
     )
+
+
+def save_grad_cam_overlay(pixels: np.ndarray, heatmap: np.ndarray, path: str, min_side: int = 256) -> None:
+    """One PNG: the model's input image in gray with the heatmap in colour over it, enlarged to at least `min_side`."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    gray = np.repeat(pixels.astype(np.float32)[..., None] / 255.0, 3, axis=-1)
+    colour = colormaps["jet"](np.clip(heatmap, 0.0, 1.0))[..., :3]
+    blended = (0.65 * gray + 0.35 * colour) * 255.0
+    image = Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8), mode="RGB")
+    scale = max(1, int(np.ceil(min_side / max(image.size))))
+    image.resize((image.width * scale, image.height * scale), Image.Resampling.BILINEAR).save(path)

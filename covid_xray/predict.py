@@ -74,12 +74,12 @@ class Predictor:
         from mlflow.exceptions import MlflowException
 
         try:
-            uri = mlflow.MlflowClient().get_run(run_id).data.tags.get("model_uri")
+            tags = mlflow.MlflowClient().get_run(run_id).data.tags
         except MlflowException:
-            raise ModelNotFound(f"no MLflow run {run_id} (tracking URI {mlflow.get_tracking_uri()})") from None
-        if not uri:
+            raise ModelNotFound(f"no MLflow run '{run_id}' (tracking URI {mlflow.get_tracking_uri()})") from None
+        if not tags.get("model_uri"):
             raise ModelNotFound(f"run {run_id} has no logged model (no model_uri tag): is it an evaluated model run?")
-        return cls.from_uri(uri, f"run {run_id}")
+        return cls.from_uri(tags["model_uri"], f"{tags.get('model.variant', 'model')} of run {run_id[:8]}")
 
     @classmethod
     def from_uri(cls, model_uri: str, description: str | None = None) -> "Predictor":

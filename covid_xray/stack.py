@@ -13,6 +13,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STACK = "covid-xray-local"
 TRACKER = "covid-xray-mlflow"
+# MLflow 3's UI opens an experiment by its kind; untagged ones look like GenAI work (traces overview, empty here).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def home() -> Path:
@@ -39,18 +41,31 @@ def prepare_environment(configured_uri: str | None = None) -> str:
 
 
 def ensure_experiment(name: str) -> str:
-    """Create the MLflow experiment if needed; with a SQLite store its artifacts go to the state folder
-    (MLflow's default would be ./mlruns in whatever directory the command ran from). Returns its id."""
+    """Create the MLflow experiment if needed, marked as model training; with a SQLite store its artifacts go to
+    the state folder (MLflow's default would be ./mlruns in whatever directory the command ran from). Returns its id."""
     import mlflow
 
     client = mlflow.MlflowClient()
     found = client.get_experiment_by_name(name)
     if found is not None:
+        for key, value in EXPERIMENT_KIND.items():
+            if key not in found.tags:  # a kind chosen in the UI stays
+                client.set_experiment_tag(found.experiment_id, key, value)
         return found.experiment_id
     location = None
     if mlflow.get_tracking_uri().startswith("sqlite:"):
         location = (home() / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+
+
+def runs_table_url(uri: str, experiment: str, port: int) -> str:
+    """The MLflow UI's runs table of `experiment`. MLflow 3.17's UI picks GenAI or model-training pages by a
+    workflow type kept in the browser (default GenAI), not by the experiment's kind: the link names it."""
+    import mlflow
+
+    found = mlflow.MlflowClient(uri).get_experiment_by_name(experiment)
+    page = f"experiments/{found.experiment_id}/runs" if found is not None else "experiments"
+    return f"http://127.0.0.1:{port}/#/{page}?workflowType=machine_learning"
 
 
 def tracker_configuration(uri: str) -> dict[str, str]:

@@ -65,3 +65,20 @@ def hardware() -> dict[str, str]:
     gpus = tf.config.list_physical_devices("GPU")
     names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
     return {"hardware.cpu": cpu, "hardware.gpus": ", ".join(names) or "none", "hardware.gpu_count": str(len(gpus))}
+
+
+def log_training_dataset(split, classes: list[str], manifest_hash: str, data_version: str,
+                         context: str = "training") -> None:
+    """The images a model trained on, as an MLflow input dataset of the active run: the runs table's Dataset column
+    then names the data version, and the run records which images (content keys), labels and sources it saw."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"sha256": list(split.keys), "label": np.asarray(classes)[np.asarray(split.labels, int)]})
+    if split.sources is not None:
+        frame["source"] = np.asarray(split.sources)
+    dataset = mlflow.data.from_pandas(frame, name=f"covid-xray-data-{manifest_hash[:8]}", digest=manifest_hash,
+                                      targets="label")  # fmt: skip
+    mlflow.log_input(dataset, context=context, tags={"data.dvc_md5": data_version})
+

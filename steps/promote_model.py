@@ -10,6 +10,7 @@ from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
 from covid_xray.lifecycle import follow_aliases
+from covid_xray.model_card import log_model_card
 from covid_xray.promotion import promote_run, select_candidate
 
 logger = get_logger(__name__)
@@ -33,6 +34,7 @@ def promote_model(validation_passed: bool, config: RunConfig) -> Annotated[str, 
     name = config.promotion.model_name
     version, decision = promote_run(client, candidate, config.promotion, selection=f"candidate {why}")
     logger.info("Model %s version %s %s", name, version, decision.summary)
+    log_model_card(client, name, version)
     mlflow.set_tags({"promotion.candidate_run": candidate, "promotion.selection": why[:5000],
                      "promotion.version": version, "promotion.decision": decision.summary[:5000]})  # fmt: skip
     # This pipeline run's ZenML model version mirrors the registered version; its stage follows the MLflow aliases.

@@ -10,7 +10,7 @@ from zenml.logger import get_logger
 from covid_xray.config import RunConfig
 from covid_xray.dataset import image_cache
 from covid_xray.rebalance import class_weights
-from covid_xray.tracking import dvc_data_version, flat_params, git_commit, hardware
+from covid_xray.tracking import dvc_data_version, flat_params, git_commit, hardware, log_training_dataset
 from covid_xray.training import Split, train_model as fit
 
 logger = get_logger(__name__)
@@ -28,6 +28,7 @@ def train_model(
                          "data.manifest_hash": manifest_hash, "git.commit": git_commit()})  # fmt: skip
         mlflow.log_params(flat_params(config, model_name) | hardware())
         mlflow.log_params({"data.train_images": len(train_set), "data.val_images": len(val_set)})
+        log_training_dataset(train_set, config.data.classes, manifest_hash, data_version, context="training")
         logger.info("Training %s (%s) on %d images, validating on %d", model_name, model_config.kind,
                     len(train_set), len(val_set))  # fmt: skip
         result = fit(

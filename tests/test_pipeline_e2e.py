@@ -1,5 +1,6 @@
 """The whole ZenML pipeline through the CLI, on generated data, in an isolated ZenML and MLflow home."""
 
+import csv
 import io
 import json
 import os
@@ -83,9 +84,13 @@ def test_pipeline_trains_tracks_registers_and_promotes(project):
     assert (tmp / "eval/plots/roc/cnn-tiny.csv").read_text().startswith("fpr,tpr")
 
     experiment = client.get_experiment_by_name("covid-xray-training")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs table
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.`model.variant` != ''")
     assert sorted(r.data.tags["model.variant"] for r in runs) == ["cnn-tiny", "vgg16-tiny"]
     for run in runs:
+        [dataset] = run.inputs.dataset_inputs  # the runs table's Dataset column
+        assert dataset.dataset.digest == run.data.tags["data.manifest_hash"]
+        assert json.loads(dataset.dataset.profile)["num_rows"] == int(run.data.params["data.train_images"])
         assert run.data.params["model.kind"] in ("vgg16", "cnn") and run.data.params["data.image_size"] == "32"
         assert {"test_accuracy", "test_sensitivity_ci_low", "test_roc_auc", "val_balanced_accuracy"} <= set(run.data.metrics)
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 2  # one point per epoch
@@ -109,6 +114,9 @@ def test_pipeline_trains_tracks_registers_and_promotes(project):
     versions = client.search_model_versions(f"name = '{MODEL}'")
     assert len(versions) == 1
     assert client.get_model_version_by_alias(MODEL, "champion").version == versions[0].version
+    card = versions[0].description
+    assert card.startswith(f"# Model card: {MODEL} version 1 (@champion)\n") and "| ieee8023 | covid |" in card
+    assert "model_card.md" in {a.path for a in client.list_artifacts(versions[0].tags["run_id"])}
 
 
 def test_failing_gate_registers_without_moving_the_champion(project):
@@ -146,10 +154,25 @@ def test_predict_answers_good_images_and_reports_bad_ones(project):
     assert result.returncode == 1
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["path"] == str(good) and answer["class"] in ("covid", "normal")
-    assert 0.0 <= answer["covid_probability"] <= 1.0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("covid-xray: error:")]
-    assert errors == [f"covid-xray: error: {tmp / 'missing.png'}: file not found",
-                      f"covid-xray: error: {tmp / 'not-an-image.png'}: not a readable image (UnidentifiedImageError)"]  # fmt: skip
+    assert 0.0 <= answer["covid_probability"] <= 1.0 and answer["threshold"] == 0.5
+    assert answer["model"] == f"{MODEL} v1 (@champion)"
+    # Only the two bad files, nothing from TensorFlow, MLflow or ZenML.
+    assert result.stderr.splitlines() == [f"covid-xray: error: {tmp / 'missing.png'}: file not found",
+                                          f"covid-xray: error: {tmp / 'not-an-image.png'}: not a readable image (UnidentifiedImageError)"]  # fmt: skip
+
+
+def test_predict_a_folder_to_a_csv_with_the_run_and_version_agreeing(project):
+    tmp, _, cli, client = project
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    folder, out = tmp / "data/ieee8023/images", tmp / "answers.csv"
+    by_version = cli("predict", "--model-name", MODEL, "--model-version", str(champion.version), str(folder),
+                     "--output", str(out), "--explain", str(tmp / "cams"))  # fmt: skip
+    assert by_version.returncode == 0, by_version.stderr[-2000:]
+    rows = list(csv.DictReader(open(out)))
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in folder.iterdir()) and len(rows) == 32
+    assert len(list((tmp / "cams").glob("*.png"))) == 32
+    by_run = cli("predict", "--run", champion.tags["run_id"], "--json", rows[0]["path"])
+    assert json.loads(by_run.stdout)["covid_probability"] == float(rows[0]["covid_probability"])
 
 
 def test_predict_without_a_champion_is_one_clear_line(project):

@@ -1,0 +1,182 @@
+"""The user-facing commands against a temporary MLflow store named only by a config's tracking.uri."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from fixtures import save, xray_like
+from mlflow import MlflowClient
+
+from covid_xray.cli import main
+from covid_xray.predict import Predictor
+from covid_xray.quiet import is_startup_noise
+from covid_xray.decision import OperatingPoint
+from covid_xray.serving import log_model
+from covid_xray.transform import InferenceTransform
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "covid-xray-cli-test"
+
+
+def tiny_model(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Rescaling(1 / 255),
+                             keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(2, activation="softmax")])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two registered versions of a tiny real model (v1 previous, v2 champion) and the config that names the store."""
+    tmp = tmp_path_factory.mktemp("cli")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("cli-training", artifact_location=(tmp / "artifacts").as_uri())
+    run_ids = []
+    client.create_registered_model(MODEL)
+    example = save(xray_like(0, "covid"), tmp / "example.png")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_URI", uri)
+        for seed in (1, 2):
+            with mlflow.start_run(experiment_id=experiment, run_name=f"cnn-{seed}") as run:
+                mlflow.set_tags({"model.variant": f"cnn-{seed}", "data.manifest_hash": "feedfacecafe"})
+                mlflow.log_metrics({"test_accuracy": 0.5 + seed / 10, "test_accuracy_ci_low": 0.4, "test_accuracy_ci_high": 0.9})
+                model_uri = log_model(tiny_model(seed), InferenceTransform(32), OperatingPoint(), ["covid", "normal"], example)
+                mlflow.set_tag("model_uri", model_uri)
+            run_ids.append(run.info.run_id)
+            client.create_model_version(MODEL, model_uri, run_id=run.info.run_id, tags={"run_id": run.info.run_id})
+    client.set_registered_model_alias(MODEL, "previous", "1")
+    client.set_registered_model_alias(MODEL, "champion", "2")
+    raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+    raw["tracking"] = {"uri": uri, "experiment": "cli-training"}
+    raw["promotion"]["model_name"] = MODEL
+    config = tmp / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    images = [save(xray_like(i, "covid" if i % 2 else "normal"), tmp / "xrays" / f"{i:02d}.png") for i in range(5)]
+    return tmp, uri, client, config, run_ids, images
+
+
+@pytest.fixture
+def cli(store, monkeypatch):
+    """Runs the CLI in-process with no MLFLOW_TRACKING_URI (the config must name the store); restores the env."""
+    tmp = store[0]
+    for name in ("MLFLOW_TRACKING_URI", "ZENML_CONFIG_PATH", "ZENML_REPOSITORY_PATH", "ZENML_CUSTOM_SOURCE_ROOT"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("COVID_XRAY_HOME", str(tmp / "home"))
+
+    def run(*args: str):
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    return run
+
+
+def expected(store, version: str, paths) -> list[float]:
+    tmp, uri, *_ = store
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_URI", uri)
+        predictor = Predictor.from_registry(MODEL, version=version)
+        return [round(p.covid_probability, 6) for p in predictor.predict_files(paths)]
+
+
+def test_predict_takes_the_store_and_model_from_the_config(store, cli):
+    tmp, _, _, config, _, images = store
+    result = cli("predict", "--config", str(config), "--json", str(images[0]))
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["path"] == str(images[0]) and answer["class"] in ("covid", "normal") and answer["threshold"] == 0.5
+    assert answer["model"] == f"{MODEL} v2 (@champion)" and answer["model_uri"] == f"models:/{MODEL}/2"
+    assert answer["covid_probability"] == expected(store, "2", images[:1])[0]
+
+
+@pytest.mark.parametrize("choice, version", [(["--model-version", "1"], "1"), (["--alias", "previous"], "1"),
+                                             (["--alias", "champion"], "2")])  # fmt: skip
+def test_model_version_and_alias_pick_the_model(store, cli, choice, version):
+    _, _, _, config, _, images = store
+    result = cli("predict", "--config", str(config), "--json", *choice, *map(str, images))
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {a["model_uri"] for a in answers} == {f"models:/{MODEL}/{version}"}
+    assert [a["covid_probability"] for a in answers] == expected(store, version, images)
+
+
+def test_run_picks_the_model_logged_on_a_run(store, cli):
+    _, _, _, config, run_ids, images = store
+    result = cli("predict", "--config", str(config), "--json", "--run", run_ids[0], str(images[1]))
+    answer = json.loads(result.stdout)
+    assert answer["model"] == f"cnn-1 of run {run_ids[0][:8]}" and answer["covid_probability"] == expected(store, "1", images[1:2])[0]
+    result = cli("predict", "--config", str(config), "--run", "0" * 32, str(images[1]))
+    assert result.exit_code == 1 and f"no MLflow run '{'0' * 32}'" in result.stderr
+
+
+def test_two_ways_of_picking_the_model_are_refused(store, cli):
+    _, _, _, config, run_ids, images = store
+    result = cli("predict", "--config", str(config), "--model-version", "1", "--run", run_ids[0], str(images[0]))
+    assert result.exit_code == 2
+    assert result.stderr == "covid-xray: error: --model-version and --run both pick the model: give only one\n"
+
+
+def test_folder_and_csv_list_to_an_output_file_with_explanations(store, cli, tmp_path):
+    tmp, _, _, config, _, images = store
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"path\n{images[0]}\nmissing.png\n")
+    out, cams = tmp_path / "answers.jsonl", tmp_path / "cams"
+    result = cli("predict", "--config", str(config), str(tmp / "xrays"), str(listing), "--output", str(out),
+                 "--explain", str(cams), "--batch-size", "2")  # fmt: skip
+    assert result.exit_code == 1  # one missing file
+    assert result.stderr == f"covid-xray: error: {tmp_path / 'missing.png'}: file not found\n"
+    assert result.stdout == f"6 image(s) answered, 1 failed, by {MODEL} v2 (@champion): {out}\n"
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["path"] for r in records] == [*map(str, images), str(images[0]), str(tmp_path / "missing.png")]
+    assert records[-1] == {"path": str(tmp_path / "missing.png"), "error": "file not found"}
+    assert [r["covid_probability"] for r in records[:5]] == expected(store, "2", images)
+    assert sorted(p.name for p in cams.iterdir()) == ["00-2.png", "00.png", "01.png", "02.png", "03.png", "04.png"]
+    assert records[0]["explanation"] == str(cams / "00.png")
+
+
+def test_compare_and_rollback_use_the_configs_store(store, cli):
+    _, _, client, config, _, _ = store
+    result = cli("compare", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert "cnn-1" in result.stdout and "cnn-2" in result.stdout and "0.700 [0.40, 0.90]" in result.stdout
+    result = cli("rollback", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert f"{MODEL}: champion is now version 1 (was 2)\n" in result.stdout
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    result = cli("rollback", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
+
+
+def test_card_prints_the_champions_card(store, cli):
+    _, _, _, config, _, _ = store
+    result = cli("card", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"# Model card: {MODEL} version 2 (@champion)\n") and "## Not intended for" in result.stdout
+    result = cli("card", "--config", str(config), "--model-version", "9")
+    assert result.exit_code == 1 and result.stderr.startswith(f"covid-xray: error: no model card for {MODEL} version 9:")
+
+
+def cli_subprocess(store, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_", "TF_"))}
+    env |= {"COVID_XRAY_HOME": str(store[0] / "home"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "covid_xray.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def test_a_predict_prints_no_framework_start_up_lines_unless_verbose(store):
+    _, _, _, config, _, images = store
+    quiet = cli_subprocess(store, "predict", "--config", str(config), str(images[0]), str(images[0].parent / "nope.png"))
+    assert quiet.returncode == 1 and quiet.stdout.startswith(str(images[0]))
+    assert quiet.stderr.splitlines() == [f"covid-xray: error: {images[0].parent / 'nope.png'}: file not found"]
+    verbose = cli_subprocess(store, "predict", "--verbose", "--config", str(config), str(images[0]))
+    assert verbose.returncode == 0 and verbose.stdout == quiet.stdout
+    assert any(is_startup_noise(line) for line in verbose.stderr.splitlines()), verbose.stderr[-2000:]

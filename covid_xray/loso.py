@@ -13,6 +13,7 @@ import pandas as pd
 
 from .config import ModelConfig, RunConfig
 from .dataset import image_cache, load_split
+from .decision import OperatingPoint
 from .metrics import covid_metrics
 from .operating_point import choose_operating_point
 from .rebalance import class_weights, rebalance
@@ -56,6 +57,16 @@ def fold_rows(manifest: pd.DataFrame, held_out: str) -> tuple[pd.DataFrame, pd.D
     return manifest[held], manifest[~held & ~shared], int((~held & shared).sum())
 
 
+def fold_operating_point(val_labels: np.ndarray, val_proba: np.ndarray, classes: list[str], config: RunConfig,
+                         held_out: str) -> OperatingPoint:
+    """The configured operating point, chosen on the fold's validation rows; when those hold one class only (a small
+    remaining source mix), no rule can be fitted, and the fold says so and scores at an uncalibrated 0.5."""
+    if len(np.unique(np.asarray(val_labels) == "covid")) < 2:
+        log.warning("fold without %s: its validation split has one class, so it is scored at a fixed 0.5", held_out)
+        return OperatingPoint(0.5, "fixed 0.5: the fold's validation split has one class")
+    return choose_operating_point(val_labels, val_proba, classes, config.evaluation.operating_point)
+
+
 def run_fold(manifest: pd.DataFrame, held_out: str, model: ModelConfig, config: RunConfig, callbacks=None) -> dict:
     """Train `model` on all sources but `held_out` (patient split into train/val), score it on `held_out`."""
     test_rows, rest, excluded = fold_rows(manifest, held_out)
@@ -73,13 +84,13 @@ def run_fold(manifest: pd.DataFrame, held_out: str, model: ModelConfig, config: 
     proba = result.model.predict(test.images[..., None].astype("float32"), verbose=0)
     val_proba = result.model.predict(val.images[..., None].astype("float32"), verbose=0)
     # The fold's operating point comes from the fold's own validation rows, never from the held-out source.
-    point = choose_operating_point(np.asarray(classes)[val.labels], val_proba, classes,
-                                   config.evaluation.operating_point)  # fmt: skip
+    point = fold_operating_point(np.asarray(classes)[val.labels], val_proba, classes, config, held_out)
     metrics = covid_metrics(test_rows["label"].to_numpy(), point.calibrate(proba, classes), classes,
                             test_rows["group_id"].to_numpy(), point.threshold)  # fmt: skip
     both = test_rows["label"].nunique() > 1
     return {"held_out": held_out, **{k: metrics[k] for k in SUMMARY_COLUMNS[1:-1]}, "both_labels": both,
-            **{k: metrics[k] for k in INTERVAL_COLUMNS}, "threshold": point.threshold, "train_images": len(train),
+            **{k: metrics[k] for k in INTERVAL_COLUMNS}, "threshold": point.threshold,
+            "threshold_rule": point.rule, "train_images": len(train),
             "train_excluded_shared_group": excluded, "train_seconds": result.seconds}  # fmt: skip
 
 
@@ -110,8 +121,9 @@ def run_loso(config: RunConfig, models: list[ModelConfig], manifest: pd.DataFram
                 with mlflow.start_run(run_name=f"{model.name} · without {source}", nested=True):
                     mlflow.set_tags({"loso.held_out": source, "model.variant": model.name})
                     fold = run_fold(manifest, source, model, config, callbacks=[mlflow.keras.MlflowCallback()])
+                    mlflow.set_tag("loso.threshold_rule", fold["threshold_rule"])
                     mlflow.log_metrics({k: float(v) for k, v in fold.items()
-                                        if k not in ("held_out", "both_labels") and np.isfinite(v)})  # fmt: skip
+                                        if k not in ("held_out", "both_labels", "threshold_rule") and np.isfinite(v)})  # fmt: skip
                     folds.append(fold)
             table, mean = summarise(folds)
             mlflow.log_text(table.to_csv(index=False), f"loso/{model.name}.csv")

@@ -102,6 +102,10 @@ def model_card(client: MlflowClient, model_name: str, version: str) -> str:
         lines.append("The pipeline run recorded no data manifest: the composition is unknown.")
     else:
         manifest = pd.read_csv(io.StringIO(manifest_text))
+    missing = [] if manifest_text is None else [c for c in ("source", "label", "split") if c not in manifest]
+    if missing:
+        lines.append(f"The run's data manifest has no {', '.join(missing)} column(s): the composition is unknown.")
+    elif manifest_text is not None:
         lines += [f"{len(manifest)} images from {manifest['source'].nunique()} source(s), split by patient "
                   f"(no patient on both sides of a split). Classes: {', '.join(sorted(manifest['label'].unique()))}.",
                   "", _table(composition(manifest))]  # fmt: skip

@@ -1,6 +1,7 @@
 """The promotion gate against a real MLflow registry (SQLite in a temporary folder), with an injected champion scorer."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import keras
@@ -97,7 +98,7 @@ def pipeline_run(predicted: np.ndarray, trained_on: int = 0, variant: str = "cnn
                                   "p_covid": (predicted == "covid").astype(float), "predicted": predicted})  # fmt: skip
             frame["p_normal"] = 1 - frame["p_covid"]
             mlflow.log_text(frame.to_csv(index=False), "evaluation/test_predictions.csv")
-            example = example_image(Path(mlflow.get_tracking_uri().removeprefix("sqlite:///")).parent)
+            example = example_image(Path(tempfile.mkdtemp()))
             mlflow.set_tag("model_uri", log_model(tiny_model(), PLAIN, OperatingPoint(), CLASSES, example))
     return run.info.run_id
 

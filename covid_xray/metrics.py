@@ -244,17 +244,6 @@ def confusion(labels, proba: np.ndarray, classes: list[str], threshold: float = 
     return pd.DataFrame(matrix, index=[f"true {c}" for c in classes], columns=[f"predicted {c}" for c in classes])
 
 
-def mcnemar_worse(candidate_correct: np.ndarray, champion_correct: np.ndarray) -> tuple[int, int, float]:
-    """Exact McNemar test that the candidate is worse than the champion on the same images.
-
-    Returns (b, c, p): b = images only the champion gets right, c = only the candidate, and the one-sided p-value.
-    """
-    b = int((champion_correct & ~candidate_correct).sum())
-    c = int((candidate_correct & ~champion_correct).sum())
-    p = binomtest(b, b + c, 0.5, alternative="greater").pvalue if b + c else 1.0
-    return b, c, float(p)
-
-
 def save_plots(
     labels, proba: np.ndarray, classes: list[str], folder, threshold: float = 0.5,
     uncalibrated: np.ndarray | None = None,

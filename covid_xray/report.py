@@ -54,13 +54,6 @@ def load_test_predictions(run_id: str) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(text), dtype={"sha256": str})
 
 
-def test_split_of_run(client: MlflowClient, run_id: str, classes: list[str]) -> tuple[list[str], np.ndarray]:
-    """Content keys and class indices of the test images a run was evaluated on."""
-    frame = load_test_predictions(run_id)
-    labels = frame["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int32)
-    return list(frame["sha256"]), labels
-
-
 def write_dvc_outputs(
     uri: str, experiment: str, pipeline_run_name: str, folder: str | Path, classes: list[str]
 ) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -19,15 +18,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
 from covid_xray.metrics import covid_metrics, group_bootstrap_indices  # noqa: E402
-
-
-def fastest(run, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_seconds  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def main() -> None:
@@ -41,10 +32,11 @@ def main() -> None:
     labels = np.where(np.repeat(rng.random(args.patients) < 0.45, sizes), "covid", "normal")
     p_covid = np.clip(rng.normal(0.35, 0.2, len(labels)) + (labels == "covid") * 0.3, 0, 1)
     proba = np.column_stack([p_covid, 1 - p_covid])
-    vectorised = fastest(lambda: covid_metrics(labels, proba, ["covid", "normal"], groups, n=args.resamples), 5)
+    vectorised = best_seconds(lambda: covid_metrics(labels, proba, ["covid", "normal"], groups, n=args.resamples), 5,
+                              warm_up=False)  # fmt: skip
     y, y_hat = labels == "covid", p_covid >= 0.5
     resamples = group_bootstrap_indices(groups, args.resamples, 0)
-    loop = fastest(lambda: [balanced_accuracy_score(y[i], y_hat[i]) for i in resamples], 2)
+    loop = best_seconds(lambda: [balanced_accuracy_score(y[i], y_hat[i]) for i in resamples], 2, warm_up=False)
     print(f"{len(labels)} images of {args.patients} patients, {args.resamples} resamples")
     print(f"covid_metrics, all 8 group intervals: {vectorised:.3f} s")
     print(f"scikit-learn loop, balanced accuracy only: {loop:.3f} s")

@@ -21,7 +21,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,18 +38,9 @@ from covid_xray.models import build_model  # noqa: E402
 from covid_xray.predict import Predictor  # noqa: E402
 from covid_xray.serving import log_model  # noqa: E402
 from covid_xray.transform import InferenceTransform  # noqa: E402
+from timing import best_seconds  # noqa: E402  (benchmarks/ is the script's folder)
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
-
-
-def best_seconds(work, repeats: int) -> float:
-    work()  # warm-up: graph tracing, file cache
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def image_files(folder: Path, count: int, transform: InferenceTransform) -> list[Path]:

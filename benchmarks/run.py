@@ -34,18 +34,9 @@ from covid_xray.config import ModelConfig  # noqa: E402
 from covid_xray.images import ImageCache, ImageError, sha256_file  # noqa: E402
 from covid_xray.models import build_cnn, build_vgg16, feature_extractor  # noqa: E402
 from covid_xray.training import Split, as_images, training_inputs  # noqa: E402
+from timing import best_seconds  # noqa: E402  (benchmarks/ is the script's folder)
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
-
-
-def best_epoch_seconds(fit_one_epoch, repeats: int) -> float:
-    fit_one_epoch()  # warm-up: graph tracing, caches
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fit_one_epoch()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def load_images(folder: Path, count: int, size: int, cache_root: Path) -> tuple[Split, list[Path], float]:
@@ -82,8 +73,8 @@ def input_pipeline_vs_in_memory(split: Split, size: int, repeats: int) -> dict:
     ours, plain = fresh_model(), fresh_model()
     inputs = training_inputs(as_images(split), split, config)
     tensors = tf.constant(as_images(split)), tf.constant(split.labels)
-    pipeline = best_epoch_seconds(lambda: ours.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
-    memory = best_epoch_seconds(lambda: plain.fit(*tensors, batch_size=32, epochs=1, shuffle=True, verbose=0), repeats)
+    pipeline = best_seconds(lambda: ours.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
+    memory = best_seconds(lambda: plain.fit(*tensors, batch_size=32, epochs=1, shuffle=True, verbose=0), repeats)
     return {"images": len(split), "pipeline_images_per_s": len(split) / pipeline,
             "in_memory_images_per_s": len(split) / memory, "ratio": memory / pipeline}  # fmt: skip
 
@@ -98,9 +89,9 @@ def cached_features_vs_backbone(split: Split, size: int, repeats: int) -> dict:
     extract = time.perf_counter() - started
     head = model.get_layer("head")
     head.compile("adam", "sparse_categorical_crossentropy")
-    cached = best_epoch_seconds(lambda: head.fit(features, split.labels, batch_size=32, epochs=1, verbose=0), repeats)
+    cached = best_seconds(lambda: head.fit(features, split.labels, batch_size=32, epochs=1, verbose=0), repeats)
     inputs = training_inputs(as_images(split), split, config)
-    full = best_epoch_seconds(lambda: model.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
+    full = best_seconds(lambda: model.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
     return {"images": len(split), "image_size": size, "cached_epoch_s": cached, "backbone_epoch_s": full,
             "feature_extraction_once_s": extract, "speedup": full / cached}  # fmt: skip
 
@@ -113,7 +104,7 @@ def ours_vs_image_dataset_from_directory(split: Split, files: list[Path], size: 
             shutil.copyfile(path, target)
         keras_dataset = keras.utils.image_dataset_from_directory(tmp, color_mode="grayscale", image_size=(size, size),
                                                                  batch_size=32, shuffle=True, seed=0, verbose=False)  # fmt: skip
-        keras_seconds = best_epoch_seconds(lambda: [batch for batch in keras_dataset], repeats)
+        keras_seconds = best_seconds(lambda: [batch for batch in keras_dataset], repeats)
     cache = ImageCache(cache_root, size, 50_000_000, 32)
 
     def ours_epoch():
@@ -121,7 +112,7 @@ def ours_vs_image_dataset_from_directory(split: Split, files: list[Path], size: 
         dataset = tf.data.Dataset.from_tensor_slices((images[..., None].astype("float32"), split.labels))
         return [batch for batch in dataset.shuffle(len(split), seed=0).batch(32).prefetch(tf.data.AUTOTUNE)]
 
-    ours_seconds = best_epoch_seconds(ours_epoch, repeats)
+    ours_seconds = best_seconds(ours_epoch, repeats)
     return {"images": len(split), "ours_images_per_s": len(split) / ours_seconds,
             "image_dataset_from_directory_images_per_s": len(split) / keras_seconds,
             "ratio": keras_seconds / ours_seconds}  # fmt: skip

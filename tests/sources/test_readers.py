@@ -72,12 +72,16 @@ def test_missing_source_folder_and_missing_metadata_are_clear_errors(tmp_path: P
         READERS["actualmed"](tmp_path / "empty", "actualmed")
 
 
-def test_metadata_without_required_column_names_the_column(tmp_path: Path):
-    folder = tmp_path / "ieee8023"
+@pytest.mark.parametrize("reader, metadata, header, missing", [
+    ("ieee8023", "metadata.csv", "patientid,finding\n1,COVID-19\n", r"\['view', 'modality', 'filename'\]"),
+    ("hannover", "data.csv", "patient_id,image_id,sex\na,b,m\n", r"\['modality', 'projection'\]"),
+])  # fmt: skip
+def test_metadata_without_required_columns_names_them(tmp_path: Path, reader, metadata, header, missing):
+    folder = tmp_path / reader
     folder.mkdir()
-    (folder / "metadata.csv").write_text("patientid,finding\n1,COVID-19\n")
-    with pytest.raises(SourceError, match=r"missing column\(s\) \['view', 'modality', 'filename'\]"):
-        READERS["ieee8023"](folder, "ieee8023")
+    (folder / metadata).write_text(header)
+    with pytest.raises(SourceError, match=r"missing column\(s\) " + missing):
+        READERS[reader](folder, reader)
 
 
 def test_actualmed_crlf_imagename_and_blank_finding(tmp_path: Path):
@@ -163,14 +167,6 @@ def test_hannover_keeps_frontal_radiographs_as_covid_and_reports_every_other_row
     ]
     assert drops["item"].tolist()[:4] == ["data.csv row 7 (lateral)", "data.csv row 8 (scan)", "data.csv row 9 (gone)",
                                           "data.csv row 10 (no image_id)"]  # fmt: skip
-
-
-def test_hannover_without_its_columns_names_them(tmp_path: Path):
-    folder = tmp_path / "hannover"
-    folder.mkdir()
-    (folder / "data.csv").write_text("patient_id,image_id,sex\na,b,m\n")
-    with pytest.raises(SourceError, match=r"missing column\(s\) \['modality', 'projection'\]"):
-        READERS["hannover"](folder, "hannover")
 
 
 EXPORT_LABELS = {"COVID": "covid", "Healthy": "normal", "Other": None}

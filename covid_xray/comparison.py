@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .metrics import POSITIVE, group_bootstrap_indices
+from .metrics import count_metric, paired_group_bootstrap
 
 METRICS = ("balanced_accuracy", "accuracy", "sensitivity", "specificity")
 PROMOTING = ("better", "non-inferior")
@@ -71,22 +71,6 @@ class Comparison:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def metric_value(metric: str, truth_positive: np.ndarray, predicted_positive: np.ndarray, correct: np.ndarray) -> float:
-    """`metric` of one model on some images (covid is the positive class); nan when it is undefined there."""
-    if metric == "accuracy":
-        return float(correct.mean()) if len(correct) else np.nan
-    positives, negatives = truth_positive, ~truth_positive
-    sensitivity = float(predicted_positive[positives].mean()) if positives.any() else np.nan
-    specificity = float((~predicted_positive[negatives]).mean()) if negatives.any() else np.nan
-    if metric == "sensitivity":
-        return sensitivity
-    if metric == "specificity":
-        return specificity
-    if metric == "balanced_accuracy":
-        return (sensitivity + specificity) / 2
-    raise ValueError(f"unknown comparison metric {metric!r}; known: {list(METRICS)}")
-
-
 def compare(
     truth: np.ndarray, candidate: np.ndarray, champion: np.ndarray, groups: np.ndarray, *, metric: str = "balanced_accuracy",
     margin: float = 0.02, alpha: float = 0.05, resamples: int = 2000, min_images: int = 50, min_patients: int = 30,
@@ -102,23 +86,17 @@ def compare(
     if metric not in METRICS:
         raise ValueError(f"unknown comparison metric {metric!r}; known: {list(METRICS)}")
     patients = len(np.unique(groups))
-    truth_positive = truth == POSITIVE
-    sides = [(candidate == POSITIVE, candidate == truth), (champion == POSITIVE, champion == truth)]
-
-    def difference(rows) -> tuple[float, float, float]:
-        values = [metric_value(metric, truth_positive[rows], positive[rows], correct[rows]) for positive, correct in sides]
-        return values[0], values[1], values[0] - values[1]
 
     def result(outcome, cand=np.nan, champ=np.nan, diff=np.nan, low=np.nan, high=np.nan, used=0) -> Comparison:
         numbers = (float(cand), float(champ), float(diff), float(low), float(high), float(margin), float(alpha))
         return Comparison(outcome, metric, len(truth), patients, *numbers, int(used), int(min_images), int(min_patients))
 
-    everything = np.arange(len(truth))
-    cand, champ, diff = difference(everything)
+    cand, champ = count_metric(truth, candidate, metric), count_metric(truth, champion, metric)
+    diff = cand - champ
     if len(truth) < min_images or patients < min_patients or not np.isfinite(diff):
         return result("insufficient", cand, champ, diff)
-    draws = np.array([difference(rows)[2] for rows in group_bootstrap_indices(groups, resamples, seed)])
-    draws = draws[np.isfinite(draws)]  # a resample without one of the labels has no sensitivity/specificity
+    # The same patient resamples for both models; a resample without one of the labels has no sensitivity.
+    _, _, _, draws = paired_group_bootstrap(truth, candidate, champion, groups, metric, n=resamples, seed=seed)
     if len(draws) < resamples / 2:
         return result("insufficient", cand, champ, diff, used=len(draws))
     low, high = np.percentile(draws, [100 * alpha, 100 * (1 - alpha)])

@@ -202,6 +202,13 @@ def covid_metrics(
     return result
 
 
+def count_metric(labels: np.ndarray, predicted: np.ndarray, metric: str) -> float:
+    """One count metric of predicted classes against true classes (covid is the positive class); nan if undefined."""
+    if metric not in COUNT_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {list(COUNT_METRICS)}")
+    return float(_count_metrics(_confusion_rows(labels, predicted).sum(0))[metric])
+
+
 def paired_group_bootstrap(
     y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, groups: np.ndarray,
     metric: str = "balanced_accuracy", n: int = 2000, seed: int = 0,
@@ -217,8 +224,7 @@ def paired_group_bootstrap(
     if not len(y_true) == len(pred_a) == len(pred_b) == len(np.asarray(groups)):
         raise ValueError(f"y_true, pred_a, pred_b and groups differ in length: "
                          f"{len(y_true)}, {len(pred_a)}, {len(pred_b)}, {len(np.asarray(groups))}")  # fmt: skip
-    delta = float(_count_metrics(_confusion_rows(y_true, pred_a).sum(0))[metric]
-                  - _count_metrics(_confusion_rows(y_true, pred_b).sum(0))[metric])  # fmt: skip
+    delta = count_metric(y_true, pred_a, metric) - count_metric(y_true, pred_b, metric)
     a = group_bootstrap_samples(y_true, pred_a, groups, n=n, seed=seed)[metric]
     b = group_bootstrap_samples(y_true, pred_b, groups, n=n, seed=seed)[metric]
     samples = (a - b)[np.isfinite(a - b)]

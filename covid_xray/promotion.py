@@ -43,6 +43,7 @@ from mlflow.exceptions import MlflowException
 
 from .comparison import Comparison, compare
 from .config import PromotionConfig
+from .report import load_test_predictions
 
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 PENDING = "promotion.pending"
@@ -81,12 +82,14 @@ def actor() -> str:
 
 
 def decide(
-    metrics: dict[str, float], config: PromotionConfig, comparison: Comparison | None = None, valid_data: bool = True,
-    has_champion: bool | None = None,
+    metrics: dict[str, float], config: PromotionConfig, comparison: Comparison | None = None,
+    data_problem: str | None = None,
 ) -> Decision:
-    """Apply the thresholds, then the comparison with the champion (None: there is no champion yet)."""
-    if not valid_data:
-        return Decision(False, ["data validation failed"])
+    """Apply the thresholds, then the comparison with the champion (None: there is no champion yet).
+
+    `data_problem` (see `data_validation_problem`) refuses before any number is looked at."""
+    if data_problem:
+        return Decision(False, [data_problem])
     reasons, passed, evidence = [], True, {}
     for name, minimum in (("accuracy", config.min_accuracy), ("sensitivity", config.min_sensitivity),
                           ("specificity", config.min_specificity)):  # fmt: skip
@@ -155,13 +158,26 @@ def training_keys(client: MlflowClient, version) -> set[str]:
 
 def candidate_predictions(run_id: str) -> pd.DataFrame:
     """The candidate's logged test predictions (evaluation/test_predictions.csv), checked for the needed columns."""
-    text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation/test_predictions.csv")
-    frame = pd.read_csv(io.StringIO(text), dtype={"sha256": str, "group_id": str, "label": str, "predicted": str})
-    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
-    if missing:
-        raise PromotionError(f"run {run_id}: evaluation/test_predictions.csv lacks column(s) {missing} "
-                             f"(has {list(frame.columns)})")  # fmt: skip
-    return frame
+    try:
+        return load_test_predictions(run_id, PREDICTION_COLUMNS)
+    except LookupError as error:
+        raise PromotionError(str(error)) from error
+
+
+def data_validation_problem(client: MlflowClient, run) -> str | None:
+    """Why the data a variant run was trained on cannot be trusted, or None when its pipeline run's validation passed.
+
+    The validate step tags the pipeline (parent) run `validation`; a run without that record is not trusted either,
+    so `covid-xray promote --run` cannot promote a model of data that failed (severity warn) or was never checked."""
+    parent = run.data.tags.get("mlflow.parentRunId")
+    if not parent:
+        return f"run {run.info.run_id} has no pipeline run, so no data validation record"
+    outcome = client.get_run(parent).data.tags.get("validation")
+    if outcome == "passed":
+        return None
+    if outcome is None:
+        return f"pipeline run {parent} has no data validation record"
+    return f"data validation {outcome} on pipeline run {parent}"
 
 
 def champion_predictions(model_uri: str, paths: list[str]) -> np.ndarray:
@@ -211,11 +227,17 @@ def select_candidate(
     """The variant run to gate, and why: chosen on validation or leave-one-source-out data, never on test data."""
     metric = config.comparison_metric
 
-    def validation(run_id: str) -> tuple[float, float]:
-        metrics = client.get_run(run_id).data.metrics
-        return metrics.get(f"val_{metric}", -1.0), metrics.get("val_roc_auc", -1.0)
+    runs = {run_id: client.get_run(run_id) for run_id in run_ids}
+    variants = {run_id: run.data.tags.get("model.variant", run_id) for run_id, run in runs.items()}
+    unscored = [variants[r] for r, run in runs.items() if not np.isfinite(run.data.metrics.get(f"val_{metric}", np.nan))]
+    if unscored:
+        raise PromotionError(f"no validation {metric} (val_{metric}) was recorded for {unscored}: "
+                             "the candidate is chosen on validation data, so every variant needs it")  # fmt: skip
 
-    variants = {run_id: client.get_run(run_id).data.tags.get("model.variant", run_id) for run_id in run_ids}
+    def validation(run_id: str) -> tuple[float, float]:
+        metrics = runs[run_id].data.metrics
+        return metrics[f"val_{metric}"], metrics.get("val_roc_auc", -1.0)
+
     if config.selection == "validation":
         best = max(run_ids, key=validation)
         return best, f"{variants[best]}: best validation {metric} ({validation(best)[0]:.3f}) of {len(run_ids)} variants"
@@ -446,11 +468,13 @@ def rollback(
 
 
 def promote_run(
-    client: MlflowClient, run_id: str, config: PromotionConfig, valid_data: bool = True, force_reason: str | None = None,
+    client: MlflowClient, run_id: str, config: PromotionConfig, force_reason: str | None = None,
     scorer: Scorer | None = None, selection: str | None = None,
 ) -> tuple[str, Decision]:
-    """Register the run's model, gate it against the thresholds and the champion, move aliases. (version, decision)"""
+    """Register the run's model, gate it against the data validation record, the thresholds and the champion, move
+    aliases. (version, decision)"""
     run = client.get_run(run_id)
+    data_problem = data_validation_problem(client, run)
     metrics = {k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")}
     parent = run.data.tags.get("mlflow.parentRunId")
     variant = run.data.tags.get("model.variant")
@@ -459,9 +483,9 @@ def promote_run(
         metrics["loso_balanced_accuracy"] = loso
     champion = current_champion(client, config.model_name)
     comparison, notes = None, []
-    if champion is not None and champion.run_id != run_id:
+    if champion is not None and champion.run_id != run_id and not data_problem:
         comparison, notes = compare_with_champion(client, candidate_predictions(run_id), champion, config, scorer)
-    decision = decide(metrics, config, comparison, valid_data)
+    decision = decide(metrics, config, comparison, data_problem)
     decision.reasons[:0] = [r for r in (selection,) if r] + notes
     if force_reason and not decision.promote:
         decision = Decision(True, [*decision.reasons, f"forced: {force_reason}"],

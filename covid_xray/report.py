@@ -47,11 +47,16 @@ def compare_runs(experiment: str, count: int) -> pd.DataFrame:
     } for run in runs])  # fmt: skip  (leave-one-source-out folds log no model: the filter leaves them out)
 
 
-def load_test_predictions(run_id: str) -> pd.DataFrame:
+def load_test_predictions(run_id: str, required: tuple[str, ...] = ()) -> pd.DataFrame:
     """The test predictions an evaluate step logged for `run_id` (sha256, path, source, label, group_id, p_<class>...,
-    predicted: the class at the run's operating point)."""
+    predicted: the class at the run's operating point); a LookupError names the `required` columns it lacks."""
     text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation/test_predictions.csv")
-    return pd.read_csv(io.StringIO(text), dtype={"sha256": str})
+    frame = pd.read_csv(io.StringIO(text), dtype={"sha256": str, "group_id": str, "label": str, "predicted": str})
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise LookupError(f"run {run_id}: evaluation/test_predictions.csv lacks column(s) {missing} "
+                          f"(has {list(frame.columns)})")  # fmt: skip
+    return frame
 
 
 def write_dvc_outputs(

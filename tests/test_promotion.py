@@ -1,6 +1,7 @@
 """The promotion gate against a real MLflow registry (SQLite in a temporary folder), with an injected champion scorer."""
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -76,12 +77,14 @@ def example_image(folder: Path) -> str:
     return str(path)
 
 
-def pipeline_run(predicted: np.ndarray, trained_on: int = 0, variant: str = "cnn", val: float = 0.8,
-                 loso: float | None = None, manifest: bool = True) -> str:
+def pipeline_run(predicted: np.ndarray, trained_on: int = 0, variant: str = "cnn", val: float | None = 0.8,
+                 loso: float | None = None, manifest: bool = True, validation: str | None = "passed") -> str:
     """A pipeline (parent) run with its manifest, and one evaluated variant run under it, as the pipeline logs them.
 
     The variant's training split holds the first `trained_on` of today's test images (an older split)."""
     with mlflow.start_run() as parent:
+        if validation is not None:
+            mlflow.set_tag("validation", validation)
         if manifest:
             split = ["train"] * trained_on + ["test"] * (N - trained_on)
             mlflow.log_text(pd.DataFrame({"sha256": KEYS, "split": split}).to_csv(index=False), "data/manifest.csv")
@@ -92,7 +95,9 @@ def pipeline_run(predicted: np.ndarray, trained_on: int = 0, variant: str = "cnn
             correct = predicted == TRUTH
             covid = TRUTH == "covid"
             mlflow.log_metrics({"test_accuracy": correct.mean(), "test_sensitivity": correct[covid].mean(),
-                                "test_specificity": correct[~covid].mean(), "val_balanced_accuracy": val})  # fmt: skip
+                                "test_specificity": correct[~covid].mean()})  # fmt: skip
+            if val is not None:
+                mlflow.log_metric("val_balanced_accuracy", val)
             frame = pd.DataFrame({"sha256": KEYS, "path": paths(), "source": "s", "label": TRUTH,
                                   "group_id": [f"patient-{i // 2}" for i in range(N)],
                                   "p_covid": (predicted == "covid").astype(float), "predicted": predicted})  # fmt: skip
@@ -269,8 +274,23 @@ def test_selection_by_leave_one_source_out_with_validation_as_tie_breaker(client
         select_candidate(client, list(runs.values()), by_loso, {k: v for k, v in parent.items() if "linear" not in k})
 
 
+def test_selection_refuses_a_variant_without_its_validation_metric(client):
+    runs = [pipeline_run(wrong(10), variant="cnn-small"), pipeline_run(wrong(10), variant="vgg16-frozen", val=None)]
+    with pytest.raises(PromotionError, match="no validation balanced_accuracy .* recorded for \\['vgg16-frozen'\\]"):
+        select_candidate(client, runs, GATE, {})
+
+
+@pytest.mark.parametrize("validation, reason", [("failed (warn)", "data validation failed \\(warn\\) on pipeline run"),
+                                                (None, "has no data validation record")])  # fmt: skip
+def test_promote_by_hand_refuses_a_run_whose_data_failed_or_was_never_validated(client, validation, reason):
+    # `covid-xray promote --run` goes through promote_run: perfect numbers, but the pipeline's data check failed
+    version, decision = promote_run(client, pipeline_run(wrong(0), validation=validation), GATE)
+    assert not decision.promote and re.search(reason, decision.reasons[-1]) and alias(client, CHAMPION) is None
+    assert client.get_model_version(NAME, version).tags["promotion_decision"] != "promoted"
+
+
 def test_decide_refuses_invalid_data_and_nan_metrics():
-    assert not decide({"accuracy": 1, "sensitivity": 1, "specificity": 1}, GATE, valid_data=False).promote
+    assert not decide({"accuracy": 1, "sensitivity": 1, "specificity": 1}, GATE, data_problem="data validation failed").promote
     assert not decide({"accuracy": float("nan"), "sensitivity": 1, "specificity": 1}, GATE).promote
     lower = PromotionConfig(model_name=NAME, min_accuracy=0.8, min_sensitivity=0, min_specificity=0, use_lower_ci=True)
     assert not decide({"accuracy": 0.85, "accuracy_ci_low": 0.7, "sensitivity": 1, "specificity": 1}, lower).promote
@@ -325,6 +345,7 @@ def test_champion_is_rescored_through_its_own_recorded_transform_not_the_candida
         model = brightness_model(128)
         proba = model.predict(transform.batch([transform(f) for f in files]), verbose=0)
         with mlflow.start_run():
+            mlflow.set_tag("validation", "passed")
             mlflow.log_text(pd.DataFrame({"sha256": keys, "split": "test"}).to_csv(index=False), "data/manifest.csv")
             with mlflow.start_run(nested=True) as run:
                 correct = OperatingPoint().labels(proba, CLASSES) == truth

@@ -82,7 +82,7 @@ def pipeline_run(predicted: np.ndarray, trained_on: int = 0, variant: str = "cnn
     """A pipeline (parent) run with its manifest, and one evaluated variant run under it, as the pipeline logs them.
 
     The variant's training split holds the first `trained_on` of today's test images (an older split)."""
-    with mlflow.start_run() as parent:
+    with mlflow.start_run():
         if validation is not None:
             mlflow.set_tag("validation", validation)
         if manifest:

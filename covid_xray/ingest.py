@@ -37,7 +37,8 @@ def read_sources(data: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
         try:
             scan = reader(folder, source.label, **source.reader_options())
         except SourceError as error:
-            raise IngestError(f"source {source.label!r}: {error} (run `dvc pull` to materialize data/raw?)") from None
+            hint = " (run `dvc pull` to materialize data/raw?)" if "not found" in str(error) else ""
+            raise IngestError(f"source {source.label!r}: {error}{hint}") from None
         found, dropped = scan.frames()
         if found.empty:
             dropped = pd.concat([dropped, pd.DataFrame([{"source": source.label, "item": str(folder),

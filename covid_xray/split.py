@@ -14,9 +14,14 @@ from .config import SplitConfig
 SPLITS = ("train", "val", "test")
 
 
+def held_out_share(fraction: float) -> float:
+    """The share `hold_out_groups` really holds out for `fraction`: one fold of round(1 / fraction), at least two."""
+    return 1 / max(2, round(1 / fraction))
+
+
 def hold_out_groups(frame: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
     """A boolean mask selecting about `fraction` of `frame` by whole groups, stratified by source × label."""
-    n_splits = max(2, round(1 / fraction))
+    n_splits = round(1 / held_out_share(fraction))
     strata = frame["source"] + "|" + frame["label"]
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     _, held = next(folds.split(frame, strata, groups=frame["group_id"]))

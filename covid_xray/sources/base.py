@@ -54,13 +54,17 @@ class SourceScan:
     ) -> None:
         """Add the image `name` (relative to the source folder) unless it is unsafe, missing or unlabelled."""
         item = where or name
-        path = resolve_inside(self.folder, name)
+        try:
+            path = resolve_inside(self.folder, name)
+        except (RuntimeError, OSError):  # Path.resolve on a link that points back at itself
+            self.drop(item, f"symbolic link loop: {name}")
+            return
         if path is None:
             self.drop(item, f"unsafe file name {name!r} points outside the source folder")
         elif label is None:
             self.drop(item, f"unknown finding {finding!r}")
         elif not path.is_file():
-            self.drop(item, f"image file missing: {name}")
+            self.drop(item, f"image file missing: {name}" if not path.is_symlink() else f"broken symbolic link: {name}")
         else:
             self.rows.append(
                 {
@@ -112,6 +116,10 @@ def read_metadata_csv(path: Path) -> tuple[pd.DataFrame, str]:
     if not path.is_file():
         raise SourceError(f"metadata file not found: {path}")
     raw = path.read_bytes()
+    if not raw.strip():
+        raise SourceError(f"{path}: empty metadata table (0 bytes or only blank lines)")
+    if b"\x00" in raw:
+        raise SourceError(f"{path}: not a text table (binary content: NUL bytes)")
     for encoding in ("utf-8-sig", "cp1252", "latin-1"):
         try:
             text = raw.decode(encoding)
@@ -120,7 +128,10 @@ def read_metadata_csv(path: Path) -> tuple[pd.DataFrame, str]:
             continue
     from io import StringIO
 
-    frame = pd.read_csv(StringIO(text), dtype=str, keep_default_na=False)
+    try:
+        frame = pd.read_csv(StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise SourceError(f"{path}: not a readable CSV table ({' '.join(str(error).split())})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     unnamed = [c for c in frame.columns if c == "" or c.startswith("Unnamed:")]
     frame = frame.drop(columns=unnamed)

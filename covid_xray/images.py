@@ -37,10 +37,10 @@ Image.MAX_IMAGE_PIXELS = None
 
 
 def file_problem(path: Path) -> str | None:
-    """Why `path` cannot be opened as a file ('file not found', 'symbolic link loop', 'a folder'), or None."""
+    """Why `path` cannot be opened as a file (file not found, symbolic link loop, not a file: a folder), or None."""
     try:
         if path.is_dir():
-            return "a folder, not an image file"
+            return "not a file"  # a folder
         path.stat()
     except FileNotFoundError:
         return "file not found" if not path.is_symlink() else f"broken symbolic link (to {os.readlink(path)})"

@@ -8,6 +8,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .decision import POSITIVE
+from .images import file_problem
 from .serving import XrayClassifier
 from .transform import InferenceTransform
 
@@ -101,10 +102,9 @@ class Predictor:
     def pixels(self, path: str | Path) -> np.ndarray:
         """The model's input pixels for one file; ValueError with the reason otherwise."""
         path = Path(path)
-        if not path.exists():
-            raise ValueError("file not found")
-        if not path.is_file():
-            raise ValueError("not a file")
+        problem = file_problem(path)  # file not found, symbolic link loop, a folder
+        if problem:
+            raise ValueError(problem)
         try:
             return self.transform(path)
         except OSError as error:

@@ -162,3 +162,96 @@ def test_predict_refuses_a_huge_image(tmp_path):
     Image.new("L", (700, 700)).save(tmp_path / "huge.png")
     with pytest.raises(ValueError, match="image too large: 700x700"):
         fixed_predictor().predict_file(tmp_path / "huge.png")
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A valid PNG that claims width x height pixels in a few hundred bytes (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def more(tmp_path_factory):
+    """Links, decompression bombs: dropped with the cause named, the good images of the source kept."""
+    import os
+
+    root = tmp_path_factory.mktemp("more")
+    images = root / "ieee8023" / "images"
+    images.mkdir(parents=True)
+    os.symlink(images / "loop.png", images / "loop.png")
+    os.symlink(images / "gone.png", images / "dangling.png")
+    (images / "bomb.png").write_bytes(png_header(30000, 30000))  # 900 M pixels: past Pillow's own guard too
+    (images / "wide.png").write_bytes(png_header(100000, 2000))
+    write_ieee8023(root, n_per_class=GOOD, extra_rows=[row("loop.png"), row("dangling.png"), row("bomb.png"),
+                                                       row("wide.png")])  # fmt: skip
+    data = DataConfig(root=str(root), cache_dir=str(root / "cache"), image_size=32, max_pixels=400_000,
+                      sources=[SourceConfig(reader="ieee8023", path="ieee8023")])  # fmt: skip
+    manifest, drops = ingest(data, ValidationConfig(min_side=32))
+    return manifest, dict(zip(drops["item"].str.extract(r"\((.*)\)$")[0].fillna(drops["item"]), drops["reason"]))
+
+
+@pytest.mark.parametrize("item, reason", [
+    ("loop.png", "symbolic link loop: images/loop.png"),
+    ("dangling.png", "broken symbolic link: images/dangling.png"),
+    ("images/bomb.png", "image too large: 30000x30000 = 900000000 pixels > 400000"),
+    ("images/wide.png", "image too large: 100000x2000 = 200000000 pixels > 400000"),
+])  # fmt: skip
+def test_links_and_bombs_are_dropped_naming_the_cause(more, item, reason):
+    manifest, reasons = more
+    assert reasons[item] == reason
+    assert len(manifest) == 2 * GOOD
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty metadata table (0 bytes or only blank lines)"),
+    (b"\n\n  \n", "empty metadata table (0 bytes or only blank lines)"),
+    (b"\x00\x01PK\x03\x04" * 40, "not a text table (binary content: NUL bytes)"),
+    (b'patientid,finding\n"1,COVID-19\n', "not a readable CSV table (Error tokenizing data. C error: EOF inside string"),
+])  # fmt: skip
+def test_unreadable_metadata_table_names_the_source_and_file(tmp_path, content, message):
+    write_ieee8023(tmp_path, n_per_class=1)
+    (tmp_path / "ieee8023" / "metadata.csv").write_bytes(content)
+    data = DataConfig(root=str(tmp_path), sources=[SourceConfig(reader="ieee8023", path="ieee8023")])
+    with pytest.raises(IngestError) as error:
+        ingest(data, ValidationConfig())
+    assert str(error.value).startswith(f"source 'ieee8023': {tmp_path / 'ieee8023' / 'metadata.csv'}: {message}")
+    assert "dvc pull" not in str(error.value)
+
+
+def test_a_cache_that_cannot_be_written_is_a_cache_error_not_dropped_images(tmp_path):
+    from covid_xray.images import CacheError
+
+    write_ieee8023(tmp_path, n_per_class=2)
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    data = DataConfig(root=str(tmp_path), cache_dir=str(tmp_path / "cache"), image_size=32,
+                      sources=[SourceConfig(reader="ieee8023", path="ieee8023")])  # fmt: skip
+    with pytest.raises(CacheError, match=rf"^cannot write the image cache in {tmp_path / 'cache'}/images/\S+ \(Not a directory\)$"):
+        ingest(data, ValidationConfig(min_side=32))
+
+
+@pytest.mark.parametrize("make, error", [
+    (lambda p: __import__("os").symlink(p, p), "symbolic link loop"),
+    (lambda p: p.mkdir(), "not a file"),
+    (lambda p: p.write_bytes(png_header(30000, 30000)), "image too large: 30000x30000 = 900000000 pixels > 400000"),
+])  # fmt: skip
+def test_decoding_names_loops_folders_and_bombs(tmp_path, make, error):
+    from covid_xray.images import decode_grayscale
+
+    path = tmp_path / "x.png"
+    make(path)
+    with pytest.raises(ValueError, match=f"^{error.replace('(', '[(]').replace(')', '[)]')}$"):
+        decode_grayscale(path, max_pixels=400_000)
+
+
+def test_predict_says_symbolic_link_loop_not_file_not_found(tmp_path):
+    import os
+
+    os.symlink(tmp_path / "loop.png", tmp_path / "loop.png")
+    with pytest.raises(ValueError, match="^symbolic link loop$"):
+        fixed_predictor().predict_file(tmp_path / "loop.png")

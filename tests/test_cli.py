@@ -1,6 +1,7 @@
 """The user-facing commands against a temporary MLflow store named only by a config's tracking.uri."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -180,3 +181,146 @@ def test_a_predict_prints_no_framework_start_up_lines_unless_verbose(store):
     verbose = cli_subprocess(store, "predict", "--verbose", "--config", str(config), str(images[0]))
     assert verbose.returncode == 0 and verbose.stdout == quiet.stdout
     assert any(is_startup_noise(line) for line in verbose.stderr.splitlines()), verbose.stderr[-2000:]
+
+
+# The bad-input corpus at the CLI door: each case is a real `python -m covid_xray.cli` process (so the console entry's
+# last line of defence is part of it), bounded by a timeout (an alias bomb used to hang `run` while memory grew),
+# and must end in exactly one line on stderr naming the cause, with no traceback and the exit code of its kind.
+
+ALIAS_BOMB = "".join(f"      {k}: &{k} [{', '.join([f'*{p}' if p else 'x'] * 9)}]\n"
+                     for p, k in zip(["", *"abcdefgh"], "abcdefghi"))  # fmt: skip
+
+
+def corpus_cli(tmp: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_", "TF_", "COVID_XRAY_DEBUG"))}
+    env |= {"COVID_XRAY_HOME": str(tmp / "home"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "covid_xray.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+
+
+def corpus_config(tmp: Path, change=None, text: str = "") -> Path:
+    from fixtures import write_ieee8023
+
+    if not (tmp / "data" / "ieee8023").is_dir():
+        write_ieee8023(tmp / "data", n_per_class=16)
+    raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+    raw["data"] |= {"root": str(tmp / "data"), "cache_dir": str(tmp / "cache")}
+    if change:
+        change(raw, tmp)
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(raw) + text)
+    return path
+
+
+def corrupt_all(raw, tmp):
+    for image in (tmp / "data" / "ieee8023" / "images").iterdir():
+        image.write_bytes(b"GIF89a not really")
+
+
+def cache_is_a_file(raw, tmp):
+    (tmp / "cache-file").write_text("not a folder")
+    raw["data"]["cache_dir"] = str(tmp / "cache-file")
+
+
+def header_only(raw, tmp):
+    metadata = tmp / "data" / "ieee8023" / "metadata.csv"
+    metadata.write_text(metadata.read_text().splitlines()[0] + "\n")
+
+
+def empty_class_folders(raw, tmp):
+    for name in ("covid", "normal"):
+        (tmp / "export" / name).mkdir(parents=True)
+    raw["data"] |= {"root": str(tmp), "sources": [{"reader": "folder", "path": "export"}]}
+
+
+RUN_CASES = {
+    "alias bomb under execution.train.orchestrator": (
+        None, "execution:\n  train:\n    orchestrator:\n" + ALIAS_BOMB,
+        r"config\.yaml: more than 20000 values once YAML aliases are expanded \(an alias bomb\?\)"),
+    "infinite learning rate": (
+        lambda raw, tmp: raw["models"][0].update(learning_rate=float("inf")), "",
+        r"config\.yaml: models\.0\.learning_rate: Input should be a finite number"),
+    "zero and negative conv filters": (
+        lambda raw, tmp: raw["models"][1].update(conv_filters=[0, -4]), "",
+        r"models\.1\.conv_filters\.0: Input should be greater than 0; models\.1\.conv_filters\.1: Input should be"),
+    "zero dense units": (
+        lambda raw, tmp: raw["models"][0]["head"].update(dense_units=[0]), "",
+        r"models\.0\.head\.dense_units\.0: Input should be greater than 0"),
+    "weights file that does not exist": (
+        lambda raw, tmp: raw["models"][0].update(weights=str(tmp / "vgg.weights.h5")), "",
+        r"models\.0\.weights \(vgg16-tiny\): file not found: .*vgg\.weights\.h5"),
+    "cache_dir that is a file": (
+        cache_is_a_file, "", r"data\.cache_dir: .*cache-file is a file, not a folder"),
+    "source whose every image is corrupt": (
+        corrupt_all, "", r"source 'ieee8023': none of its 16 'covid' image\(s\) is usable \(16 not a readable image\)"),
+    "header-only metadata.csv": (
+        header_only, "", r"source 'ieee8023' \(.*\): lists no images at all \(empty metadata table or class folders\?\)"),
+    "0-byte metadata.csv": (
+        lambda raw, tmp: (tmp / "data" / "ieee8023" / "metadata.csv").write_bytes(b""), "",
+        r"source 'ieee8023': .*metadata\.csv: empty metadata table \(0 bytes or only blank lines\)"),
+    "empty class folders": (
+        empty_class_folders, "", r"source 'folder' \(.*export\): lists no images at all"),
+    "validation and test fractions that leave too little to train on": (
+        lambda raw, tmp: raw.update(split={"val_fraction": 0.45, "test_fraction": 0.45}), "",  # default minimum: 20
+        r"split\.val_fraction 0\.45 and split\.test_fraction 0\.45 leave about 4 training images of class 'covid' "
+        r"\(of 16 listed\), fewer than split\.min_train_images_per_class 20"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", RUN_CASES)
+def test_bad_run_input_is_one_line_naming_the_cause_before_any_work(tmp_path, case):
+    change, text, message = RUN_CASES[case]
+    result = corpus_cli(tmp_path, "run", "--config", str(corpus_config(tmp_path, change, text)))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.stderr[-2000:]
+    assert re.match(rf"covid-xray: error: .*{message}", result.stderr), result.stderr
+    assert not (tmp_path / "home" / "zenml").exists()  # refused before ZenML started
+
+
+@pytest.mark.parametrize("command", [["run"], ["loso"], ["promote", "--run", "0" * 32], ["predict", "x.png"],
+                                     ["compare"], ["card"], ["rollback"], ["history"], ["ui"]])  # fmt: skip
+def test_every_command_names_a_binary_or_non_utf8_config(tmp_path, command):
+    config = tmp_path / "c.yaml"
+    config.write_bytes(b"data:\n  root: caf\xe9\n")
+    result = corpus_cli(tmp_path, *command, "--config", str(config))
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr == f"covid-xray: error: {config}: not UTF-8 text (byte 0xe9 on line 2); save the config as UTF-8\n"
+
+
+def test_bad_arguments_are_click_errors_not_mlflow_tracebacks(tmp_path):
+    import socket
+
+    result = corpus_cli(tmp_path, "compare", "-n", "-1")
+    assert result.returncode == 2 and result.stderr.splitlines()[-1] == "Error: Invalid value for '-n': -1 is not in the range x>=1."
+    result = corpus_cli(tmp_path, "ui", "--port", "99999")
+    assert result.returncode == 2 and "99999 is not in the range 1<=x<=65535" in result.stderr.splitlines()[-1]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = corpus_cli(tmp_path, "ui", "--port", str(port))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"covid-xray: error: cannot serve on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_a_failing_step_is_its_own_message_on_one_line_and_its_traceback_goes_to_the_log(tmp_path):
+    """A real pipeline run that passes the pre-flight and fails in validate_data: the good images beside the bad
+    rows were kept (16 per class in the failure), the user sees one line, the trace is in the run's log."""
+    from fixtures import write_ieee8023
+
+    write_ieee8023(tmp_path / "data", n_per_class=16, start_seed=0,
+                   extra_rows=[{"patientid": "9", "finding": "COVID-19", "view": "PA", "modality": "X-ray",
+                                "folder": "images", "filename": "missing.png"}])  # fmt: skip
+    (tmp_path / "data" / "ieee8023" / "images" / "img-0000.jpg").write_bytes(b"junk")  # one corrupt covid image
+    config = corpus_config(tmp_path, lambda raw, tmp: raw["validation"].update(min_images_per_class=1000))
+    result = corpus_cli(tmp_path, "run", "--config", str(config), timeout=900)
+    assert result.returncode == 1, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "File \"" not in output
+    last = result.stderr.strip().splitlines()[-1]
+    match = re.fullmatch(r"covid-xray: error: pipeline failed: step validate_data failed: data validation failed: "
+                         r"\[FAILED\] class_counts: .*'covid', 'count': 15}, \{'label': 'normal', 'count': 16}\] "
+                         r"\(traceback: (?P<log>\S+\.log)\)", last)  # fmt: skip
+    assert match, last
+    log = Path(match["log"]).read_text()
+    assert log.startswith("step validate_data:\n") and "DataValidationError: data validation failed" in log

@@ -144,3 +144,90 @@ def test_old_gate_keys_are_errors_not_silently_ignored():
     config["promotion"]["max_accuracy_drop"] = 0.0
     with pytest.raises(ConfigError, match="promotion.max_accuracy_drop: unknown key"):
         parse_config(config)
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("models.0", "learning_rate", float("inf")), ("models.0", "learning_rate", float("nan")),
+    ("promotion", "lease_seconds", float("inf")), ("data", "near_duplicate_min_correlation", float("nan")),
+])  # fmt: skip
+def test_non_finite_numbers_are_refused_naming_the_key(section, key, value):
+    config = raw()
+    parent = config["models"][0] if section == "models.0" else config.setdefault(section, {})
+    parent[key] = value
+    with pytest.raises(ConfigError, match=rf"^x\.yaml: {section}\.{key}: Input should be a finite number$"):
+        parse_config(config, "x.yaml")
+
+
+@pytest.mark.parametrize("model, key, value, message", [
+    (1, "conv_filters", [16, 0], "models.1.conv_filters.1: Input should be greater than 0"),
+    (1, "conv_filters", [], "models.1.conv_filters: List should have at least 1 item"),
+    (0, "head", {"dense_units": [-8]}, "models.0.head.dense_units.0: Input should be greater than 0"),
+])  # fmt: skip
+def test_layer_sizes_must_be_positive(model, key, value, message):
+    config = raw()
+    config["models"][model][key] = value
+    with pytest.raises(ConfigError) as error:
+        parse_config(config, "x.yaml")
+    assert message in str(error.value)
+    config["models"][0]["head"] = {"dense_units": []}  # a linear head stays allowed
+    config["models"][1]["conv_filters"] = [4]
+    assert parse_config(config).models[0].head.dense_units == []
+
+
+ALIAS_BOMB = """
+execution:
+  train:
+    orchestrator:
+      a: &a [x, x, x, x, x, x, x, x, x]
+      b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+      c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+      d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+      e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+      f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+      g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+      h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+      i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+def test_a_nested_alias_bomb_is_refused_at_load_time_without_expanding(tmp_path: Path):
+    import time
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(Path("configs/tiny.yaml").read_text() + ALIAS_BOMB)
+    assert path.stat().st_size < 2000  # a few hundred bytes that would expand to 9**9 strings
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: more than 20000 values once YAML aliases are expanded"):
+        load_config(path)
+    assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"pod": [[["x"] * 50] * 50]}, "more than 2000 values once YAML aliases are expanded"),
+    ({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}}, "nested deeper than 8 levels"),
+])  # fmt: skip
+def test_free_form_settings_blocks_are_bounded(block, message):
+    for where in ("train", "docker"):
+        config = raw()
+        config["execution"] = {"train": {"orchestrator": block}} if where == "train" else {"docker": block}
+        key = "execution.train.orchestrator" if where == "train" else "execution.docker"
+        with pytest.raises(ConfigError, match=rf"x\.yaml: {key}: Value error, {message}"):
+            parse_config(config, "x.yaml")
+    config = raw()
+    config["execution"] = {"train": {"orchestrator": {"pod_settings": {"node_selectors": {"gpu": "a100"}}}}}
+    assert parse_config(config).execution.train.orchestrator["pod_settings"]["node_selectors"] == {"gpu": "a100"}
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a text file (binary content: NUL bytes); a config is UTF-8 YAML"),
+    (b"data:\n  root: caf\xe9\n", "not UTF-8 text (byte 0xe9 on line 2); save the config as UTF-8"),
+    (b"- just\n- a list\n", "expected a mapping at the top level"),
+])  # fmt: skip
+def test_a_config_that_is_not_utf8_yaml_text_is_named(tmp_path: Path, content: bytes, message: str):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{path}: {message}"
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
+        load_config(tmp_path)

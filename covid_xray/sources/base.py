@@ -64,7 +64,7 @@ class SourceScan:
         elif label is None:
             self.drop(item, f"unknown finding {finding!r}")
         elif not path.is_file():
-            self.drop(item, f"image file missing: {name}" if not path.is_symlink() else f"broken symbolic link: {name}")
+            self.drop(item, f"broken symbolic link: {name}" if (self.folder / name).is_symlink() else f"image file missing: {name}")
         else:
             self.rows.append(
                 {

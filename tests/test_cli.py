@@ -214,7 +214,7 @@ def corpus_config(tmp: Path, change=None, text: str = "") -> Path:
 
 def corrupt_all(raw, tmp):
     for image in (tmp / "data" / "ieee8023" / "images").iterdir():
-        image.write_bytes(b"GIF89a not really")
+        image.write_bytes(b"junk")
 
 
 def cache_is_a_file(raw, tmp):
@@ -324,3 +324,10 @@ def test_a_failing_step_is_its_own_message_on_one_line_and_its_traceback_goes_to
     assert match, last
     log = Path(match["log"]).read_text()
     assert log.startswith("step validate_data:\n") and "DataValidationError: data validation failed" in log
+
+
+def test_loso_runs_the_same_pre_flight(tmp_path):
+    result = corpus_cli(tmp_path, "loso", "--config", str(corpus_config(tmp_path, corrupt_all)))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == ("covid-xray: error: source 'ieee8023': none of its 16 'covid' image(s) is usable "
+                             "(16 not a readable image)\n")  # fmt: skip

@@ -112,7 +112,7 @@ def test_run_on_an_unregistered_stack_is_a_clear_error(tmp_path):
 
     from fixtures import write_ieee8023
 
-    write_ieee8023(tmp_path / "data", n_per_class=4)
+    write_ieee8023(tmp_path / "data", n_per_class=8)  # enough for the pre-flight: split.min_train_images_per_class 4
     raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
     raw["data"]["root"] = str(tmp_path / "data")
     raw["execution"] = {"stack": "covid-xray-k8s"}

@@ -32,7 +32,7 @@ class OODDetector:
     val_flag_rate: float  # the share of validation images actually above it (ties and small splits differ a little)
 
     @classmethod
-    def fit(cls, train_features: np.ndarray, val_features: np.ndarray, fraction: float) -> "OODDetector":
+    def fit(cls, train_features: np.ndarray, val_features: np.ndarray, fraction: float) -> OODDetector:
         """Fit on the training split's features, set the threshold on the validation split's."""
         train_features, val_features = (np.asarray(f, dtype=np.float64) for f in (train_features, val_features))
         if len(train_features) < 2 or len(val_features) < 1:
@@ -71,7 +71,7 @@ class OODDetector:
                  **{k: np.asarray(v) for k, v in summary.items() if k != "method"})  # fmt: skip
 
     @classmethod
-    def load(cls, path: str | Path) -> "OODDetector":
+    def load(cls, path: str | Path) -> OODDetector:
         """The record a model was logged with; ValueError when it is not one this code reads."""
         with np.load(path) as data:
             version = int(data["version"]) if "version" in data else None

@@ -107,7 +107,10 @@ class XrayClassifier(mlflow.pyfunc.PythonModel):
             return column
 
         covid = self.classes.index(POSITIVE)
-        everywhere = lambda value: np.full(len(scored), value)  # noqa: E731
+
+        def everywhere(value) -> np.ndarray:
+            return np.full(len(scored), value)
+
         ood = self.ood is not None
         frame = pd.DataFrame({
             "status": [REFUSED if i in refused else OK for i in range(n)],

@@ -79,7 +79,7 @@ def test_multi_frame_files_are_refused_not_read_by_their_first_frame(tmp_path: P
     frames = [xray_like(seed, "covid") for seed in (20, 21, 22)]
     for suffix in ("gif", "tif"):
         frames[0].save(tmp_path / f"stack.{suffix}", save_all=True, append_images=frames[1:])
-        with pytest.raises(ImageError, match=rf"multi-frame image \(3 frames in one (GIF|TIFF) file\)"):
+        with pytest.raises(ImageError, match=r"multi-frame image \(3 frames in one (GIF|TIFF) file\)"):
             decode_grayscale(tmp_path / f"stack.{suffix}")
     frames[0].save(tmp_path / "one.gif")  # a one-frame GIF is an image like any other
     assert decode_grayscale(tmp_path / "one.gif").size == (96, 96)

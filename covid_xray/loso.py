@@ -14,9 +14,8 @@ import pandas as pd
 from .config import ModelConfig, RunConfig
 from .dataset import image_cache, load_split
 from .decision import OperatingPoint
-from .explain import predict_with_features
 from .metrics import covid_metrics
-from .ood import fit_detector
+from .ood import fit_detector, predict_with_ood_features
 from .operating_point import choose_operating_point
 from .rebalance import class_weights, rebalance
 from .split import hold_out_groups
@@ -83,8 +82,8 @@ def run_fold(manifest: pd.DataFrame, held_out: str, model: ModelConfig, config: 
                          image_cache_key=image_cache(config).key, cache_dir=config.data.cache_dir,
                          class_weight=class_weights(train.labels, len(classes), config.rebalance.strategy),
                          callbacks=callbacks, verbose=0)  # fmt: skip
-    proba, test_features = predict_with_features(result.model, test.images)
-    val_proba, val_features = predict_with_features(result.model, val.images)
+    proba, test_features = predict_with_ood_features(result.model, test.images)
+    val_proba, val_features = predict_with_ood_features(result.model, val.images)
     # Out-of-distribution flags as the fold's logged model would raise them: fitted on the fold's training features,
     # threshold on its validation rows; the held-out source's flag rate says how often an unseen hospital is flagged.
     ood = fit_detector(result.model, model, train, val_features, config)

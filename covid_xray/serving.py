@@ -54,7 +54,7 @@ class XrayClassifier(mlflow.pyfunc.PythonModel):
     operating_point: OperatingPoint
     classes: list[str]
     ood: OODDetector | None = None
-    _with_features = None  # the Keras model with its penultimate features as a second output, built on first use
+    _with_features = None  # the Keras model with its out-of-distribution features as a second output (built once)
 
     @classmethod
     def from_parts(cls, keras_model, transform: InferenceTransform, operating_point: OperatingPoint,
@@ -87,9 +87,9 @@ class XrayClassifier(mlflow.pyfunc.PythonModel):
             raw = np.asarray(self.keras_model.predict_on_batch(batch))
         else:
             if self._with_features is None:
-                from .explain import with_features
+                from .ood import feature_model
 
-                self._with_features = with_features(self.keras_model)
+                self._with_features = feature_model(self.keras_model)
             raw, features = (np.asarray(x) for x in self._with_features.predict_on_batch(batch))
             distance, flagged = self.ood.flags(features)
         proba = self.operating_point.calibrate(raw, self.classes)

@@ -17,7 +17,7 @@ from covid_xray.dataset import image_cache, load_split
 from covid_xray.explain import grad_cam, predict_with_features, sample_per_class, save_grad_cam_figure, shortcut_check
 from covid_xray.calibration import reliability
 from covid_xray.metrics import confusion, covid_metrics, per_source_metrics, save_plots
-from covid_xray.ood import fit_detector
+from covid_xray.ood import fit_detector, ood_features
 from covid_xray.operating_point import choose_operating_point
 from covid_xray.rebalance import cramers_v
 from covid_xray.serving import log_model
@@ -47,8 +47,9 @@ def evaluate_model(
     by_source = per_source_metrics(rows, test_proba, classes, threshold)
     model_config = next(m for m in config.models if m.name == model.name)
     train_split = load_split(split_manifest[split_manifest["split"] == "train"], config)
-    ood = fit_detector(model, model_config, train_split, val_features, config)  # logged with the model below
-    test |= {"ood_flag_rate": ood.flag_rate(test_features)}
+    val_ood, test_ood = (ood_features(model, s.images, f) for s, f in ((val_set, val_features), (test_set, test_features)))
+    ood = fit_detector(model, model_config, train_split, val_ood, config)  # logged with the model below
+    test |= {"ood_flag_rate": ood.flag_rate(test_ood)}
     val |= {"ood_flag_rate": ood.val_flag_rate}
     logger.info("%s operating point: %s", model.name, operating_point.to_record())
     logger.info("%s test metrics: %s", model.name,

@@ -12,9 +12,8 @@ from PIL import Image
 from covid_xray.config import load_config
 from covid_xray.dataset import image_cache, load_split
 from covid_xray.decision import OperatingPoint
-from covid_xray.explain import predict_with_features
 from covid_xray.ingest import ingest
-from covid_xray.ood import OODDetector, fit_detector
+from covid_xray.ood import OODDetector, fit_detector, predict_with_ood_features
 from covid_xray.predict import Predictor
 from covid_xray.predict_io import answer_records, summary_line, text_line
 from covid_xray.serving import encode_image, log_model
@@ -78,7 +77,7 @@ def trained(shared_datasets, tmp_path_factory):
     train, val, test = (load_split(split[split["split"] == s], config) for s in ("train", "val", "test"))
     result = train_model(model_config, train, val, n_classes=2, image_size=config.data.image_size,
                          image_cache_key=image_cache(config).key, cache_dir=str(cache), verbose=0)  # fmt: skip
-    val_features, test_features = (predict_with_features(result.model, s.images)[1] for s in (val, test))
+    val_features, test_features = (predict_with_ood_features(result.model, s.images)[1] for s in (val, test))
     return config, model_config, result.model, train, val_features, test_features, split
 
 

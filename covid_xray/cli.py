@@ -176,8 +176,8 @@ def ui(port: int, config_path: str | None) -> None:
 
 @main.command()
 @click.argument("images", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: path, class, covid_probability, "
-              "threshold, model.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: path, status (ok/refused), class, "
+              "covid_probability, threshold, out_of_distribution, model.")  # fmt: skip
 @click.option("--output", "output", default=None, help="Write all answers to FILE (.csv, or .jsonl for JSON lines).")
 @click.option("--model-name", default=None, help="Registered model [default: the config's promotion.model_name, "
               "else covid-xray].")  # fmt: skip
@@ -198,7 +198,8 @@ def predict(images: tuple[str, ...], as_json: bool, output: str | None, model_na
     if len(chosen) > 1:
         fail(f"{' and '.join(chosen)} both pick the model: give only one", 2)
     config, _ = _store(config_path)
-    from .predict_io import InputError, answer_records, collect_inputs, output_format, write_explanations, write_records
+    from .predict_io import (InputError, answer_records, collect_inputs, output_format, summary_line, text_line,
+                             write_explanations, write_records)  # fmt: skip
 
     try:
         if output:
@@ -226,21 +227,22 @@ def predict(images: tuple[str, ...], as_json: bool, output: str | None, model_na
     else:
         answers = predictor.predict_files(paths, batch_size=batch_size)
     records = answer_records(paths, answers, predictor.description, predictor.model_uri)
-    failures = [r for r in records if "error" in r]
+    failures = [r for r in records if r["status"] == "error"]
     for record in failures:
         click.echo(f"covid-xray: error: {record['path']}: {record['error']}", err=True)
-    answered = [r for r in records if "error" not in r]
+    answered = [r for r in records if r["status"] == "ok"]
     if explain_dir and answered:
         for record, png in zip(answered, write_explanations(predictor, [r["path"] for r in answered], explain_dir)):
             record["explanation"] = png
     if output:
         write_records(records, output)
-        click.echo(f"{len(answered)} image(s) answered, {len(failures)} failed, by {predictor.description}: {output}")
+        click.echo(f"{summary_line(records)}, by {predictor.description}: {output}")
     else:
-        for record in answered:
-            click.echo(json.dumps(record) if as_json else
-                       f"{record['path']}\t{record['class']}\tcovid_probability={record['covid_probability']:.4f}")  # fmt: skip
-    if failures:
+        for record in records:
+            if record["status"] != "error":  # errors went to stderr above
+                click.echo(json.dumps(record) if as_json else text_line(record))
+    # Every input answered (out-of-distribution ones too: they carry the flag): 0; any refused or unread input: 1.
+    if len(answered) < len(records):
         sys.exit(1)
 
 

@@ -270,6 +270,9 @@ class EvaluationConfig(Strict):
     # With promotion.selection: loso a variant left out here cannot be chosen.
     loso_epochs: int | None = Field(default=None, ge=1)
     loso_models: list[str] | None = None
+    # Out-of-distribution flags at prediction (covid_xray.ood): the share of validation images whose feature distance
+    # to the training split lies above the threshold, so about this share of in-distribution images is flagged.
+    ood_fraction: float = Field(default=0.01, gt=0.0, lt=0.5)
 
 
 class PromotionConfig(Strict):

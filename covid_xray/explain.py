@@ -70,16 +70,21 @@ def save_grad_cam_figure(images: np.ndarray, heatmaps: np.ndarray, titles: list[
     plt.close(figure)
 
 
-def predict_with_features(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(class probabilities, penultimate features) in one pass: the backbone features for VGG16, the input of
-    the last Dense layer for a sequential CNN."""
+def with_features(model: keras.Model) -> keras.Model:
+    """`model` with a second output, its penultimate features: the pooled backbone features for VGG16, the input of
+    the last Dense layer for a sequential CNN (what the shortcut check and out-of-distribution detection use)."""
     if "vgg16" in [layer.name for layer in model.layers]:
         features = model.get_layer("pool").output
     else:
         features = model.layers[-2].output
-    both = keras.Model(model.inputs, [model.outputs[0], features])
+    return keras.Model(model.inputs, [model.outputs[0], features])
+
+
+def predict_with_features(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(class probabilities, penultimate features) in one pass (see `with_features`)."""
+    both = with_features(model)
     if len(images) == 0:
-        return np.zeros((0, model.output_shape[-1]), "float32"), np.zeros((0, features.shape[-1]), "float32")
+        return np.zeros((0, model.output_shape[-1]), "float32"), np.zeros((0, both.outputs[1].shape[-1]), "float32")
     proba, vectors = both.predict(images[..., None].astype("float32"), batch_size=batch_size, verbose=0)
     return proba, vectors
 

@@ -1,7 +1,9 @@
 """Decode any chest X-ray file once to a grayscale array, check it, and cache the result.
 
-Handles RGB, RGBA, L, P and 16-bit modes, PNGs named .jpg (Pillow reads the content, not the
-name), EXIF orientation, and refuses decompression bombs before decoding their pixels.
+Handles RGB, RGBA, L, P, 16-bit, 32-bit and float modes (the last three stretched to 0..255), PNGs named .jpg
+(Pillow reads the content, not the name), EXIF orientation; refuses decompression bombs before decoding their pixels,
+and multi-frame files (GIF, TIFF, APNG) instead of silently reading their first frame. Ingest, `predict` and the
+served model all decode and check through `InferenceTransform.decode`, so they refuse the same files.
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ def decode_grayscale(source: str | Path | bytes, max_pixels: int = 50_000_000) -
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageError(f"image too large: {width}x{height} = {width * height} pixels > {max_pixels}")
+            frames = getattr(image, "n_frames", 1)
+            # An MPO JPEG's extra frames are previews of its first (camera files); other formats' are other pictures.
+            if frames > 1 and image.format != "MPO":
+                raise ImageError(f"multi-frame image ({frames} frames in one {image.format} file): send one image per file")
             image.load()
     except ImageError:
         raise
@@ -97,8 +103,10 @@ def decode_grayscale(source: str | Path | bytes, max_pixels: int = 50_000_000) -
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"corrupt or truncated image ({error})") from None
     image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit, 32-bit integer or float: stretched to 0..255
         array = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(array).all():
+            raise ImageError(f"float image with {int((~np.isfinite(array)).sum())} NaN or infinite pixels")
         low, high = float(array.min()), float(array.max())
         scaled = (array - low) / (high - low or 1.0) * 255.0
         return Image.fromarray(scaled.astype(np.uint8), mode="L")

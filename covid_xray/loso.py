@@ -15,6 +15,7 @@ from .config import ModelConfig, RunConfig
 from .dataset import image_cache, load_split
 from .decision import OperatingPoint
 from .metrics import covid_metrics
+from .ood import fit_detector, predict_with_ood_features
 from .operating_point import choose_operating_point
 from .rebalance import class_weights, rebalance
 from .split import hold_out_groups
@@ -81,15 +82,19 @@ def run_fold(manifest: pd.DataFrame, held_out: str, model: ModelConfig, config: 
                          image_cache_key=image_cache(config).key, cache_dir=config.data.cache_dir,
                          class_weight=class_weights(train.labels, len(classes), config.rebalance.strategy),
                          callbacks=callbacks, verbose=0)  # fmt: skip
-    proba = result.model.predict(test.images[..., None].astype("float32"), verbose=0)
-    val_proba = result.model.predict(val.images[..., None].astype("float32"), verbose=0)
+    proba, test_features = predict_with_ood_features(result.model, test.images)
+    val_proba, val_features = predict_with_ood_features(result.model, val.images)
+    # Out-of-distribution flags as the fold's logged model would raise them: fitted on the fold's training features,
+    # threshold on its validation rows; the held-out source's flag rate says how often an unseen hospital is flagged.
+    ood = fit_detector(result.model, model, train, val_features, config)
     # The fold's operating point comes from the fold's own validation rows, never from the held-out source.
     point = fold_operating_point(np.asarray(classes)[val.labels], val_proba, classes, config, held_out)
     metrics = covid_metrics(test_rows["label"].to_numpy(), point.calibrate(proba, classes), classes,
                             test_rows["group_id"].to_numpy(), point.threshold)  # fmt: skip
     both = test_rows["label"].nunique() > 1
     return {"held_out": held_out, **{k: metrics[k] for k in SUMMARY_COLUMNS[1:-1]}, "both_labels": both,
-            **{k: metrics[k] for k in INTERVAL_COLUMNS}, "threshold": point.threshold,
+            **{k: metrics[k] for k in INTERVAL_COLUMNS}, "ood_flag_rate": ood.flag_rate(test_features),
+            "ood_val_flag_rate": ood.val_flag_rate, "ood_threshold": ood.threshold, "threshold": point.threshold,
             "threshold_rule": point.rule, "train_images": len(train),
             "train_excluded_shared_group": excluded, "train_seconds": result.seconds}  # fmt: skip
 
@@ -129,5 +134,7 @@ def run_loso(config: RunConfig, models: list[ModelConfig], manifest: pd.DataFram
             mlflow.log_text(table.to_csv(index=False), f"loso/{model.name}.csv")
             if np.isfinite(mean):
                 mlflow.log_metric(f"loso_mean_balanced_accuracy.{model.name}", mean)
+            if len(table):  # how often an unseen source's images are flagged out of distribution, averaged over sources
+                mlflow.log_metric(f"loso_mean_ood_flag_rate.{model.name}", float(table["ood_flag_rate"].mean()))
             results[model.name] = (table, mean)
     return results

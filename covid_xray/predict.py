@@ -18,6 +18,11 @@ class Prediction(NamedTuple):
     label: str
     covid_probability: float
     threshold: float
+    # Whether the image's features lie beyond the model's out-of-distribution threshold (covid_xray.ood), with the
+    # distance and threshold; None for a model logged without an out-of-distribution record.
+    out_of_distribution: bool | None = None
+    ood_distance: float | None = None
+    ood_threshold: float | None = None
 
 
 class ModelNotFound(LookupError):
@@ -119,7 +124,9 @@ class Predictor:
 
     def predict_files(self, paths, batch_size: int = 32,
                       progress: Callable[[int], None] | None = None) -> list[Prediction | ValueError]:  # fmt: skip
-        """One entry per path, in order: a Prediction, or the ValueError saying why the file cannot be answered.
+        """One entry per path, in order: a Prediction, or the ValueError saying why the file cannot be answered (an
+        ImageError when the file was read but refused by the checks ingest applies: not an image, too small, nearly
+        constant, multi-frame, too large).
 
         Files are transformed and scored `batch_size` at a time; `progress(n)` is called after each batch with
         the number of paths it covered."""
@@ -134,9 +141,13 @@ class Predictor:
                     where.append(index)
                 except ValueError as error:
                     answers[index] = error
-            proba, labels = self.model.score(self.transform.batch(arrays))
+            scores = self.model.score(self.transform.batch(arrays))
             for row, index in enumerate(where):
-                answers[index] = Prediction(paths[index], str(labels[row]), float(proba[row, covid]), self.threshold)
+                ood = {} if scores.ood_distance is None else {
+                    "out_of_distribution": bool(scores.out_of_distribution[row]),
+                    "ood_distance": float(scores.ood_distance[row]), "ood_threshold": self.model.ood.threshold}  # fmt: skip
+                answers[index] = Prediction(paths[index], str(scores.labels[row]), float(scores.proba[row, covid]),
+                                            self.threshold, **ood)  # fmt: skip
             if progress is not None:
                 progress(min(batch_size, len(paths) - start))
         return answers

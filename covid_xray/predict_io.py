@@ -13,11 +13,16 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .images import ImageError
 from .predict import Prediction
 from .sources.base import IMAGE_SUFFIXES
 
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
-FIELDS = ["path", "class", "covid_probability", "threshold", "model", "model_uri", "error"]
+FIELDS = ["path", "status", "class", "covid_probability", "threshold", "out_of_distribution", "ood_distance",
+          "ood_threshold", "model", "model_uri", "reason", "error"]  # fmt: skip
+# status: ok (answered; `out_of_distribution` true when the image is unlike the training images), refused (read but
+# not judged: it fails the checks ingest applies, `reason` says which) or error (not read: missing, not a file).
+OK, REFUSED, ERROR = "ok", "refused", "error"
 
 
 class InputError(ValueError):
@@ -70,14 +75,44 @@ def collect_inputs(arguments: list[str]) -> Inputs:
 
 
 def prediction_record(answer: Prediction, model: str, model_uri: str) -> dict:
-    return {"path": answer.path, "class": answer.label, "covid_probability": round(answer.covid_probability, 6),
-            "threshold": round(answer.threshold, 6), "model": model, "model_uri": model_uri}  # fmt: skip
+    record = {"path": answer.path, "status": OK, "class": answer.label,
+              "covid_probability": round(answer.covid_probability, 6), "threshold": round(answer.threshold, 6)}  # fmt: skip
+    if answer.out_of_distribution is not None:  # a model logged with an out-of-distribution record
+        record |= {"out_of_distribution": answer.out_of_distribution, "ood_distance": round(answer.ood_distance, 4),
+                   "ood_threshold": round(answer.ood_threshold, 4)}  # fmt: skip
+    return record | {"model": model, "model_uri": model_uri}
 
 
 def answer_records(paths: list[str], answers: list[Prediction | ValueError], model: str, model_uri: str) -> list[dict]:
-    """One record per input path: the prediction, or the path with the error that stopped it."""
-    return [{"path": path, "error": str(answer)} if isinstance(answer, Exception) else
-            prediction_record(answer, model, model_uri) for path, answer in zip(paths, answers)]  # fmt: skip
+    """One record per input path: the prediction; a refused image (ImageError) with the reason and no class; or
+    the path with the error that stopped it from being read."""
+    records = []
+    for path, answer in zip(paths, answers):
+        if isinstance(answer, ImageError):
+            records.append({"path": path, "status": REFUSED, "reason": str(answer), "model": model, "model_uri": model_uri})
+        elif isinstance(answer, Exception):
+            records.append({"path": path, "status": ERROR, "error": str(answer)})
+        else:
+            records.append(prediction_record(answer, model, model_uri))
+    return records
+
+
+def text_line(record: dict) -> str:
+    """The text output of an answered or refused record: tab-separated, with a loud word for what needs a look."""
+    if record["status"] == REFUSED:
+        return f"{record['path']}\tREFUSED\t{record['reason']}"
+    line = f"{record['path']}\t{record['class']}\tcovid_probability={record['covid_probability']:.4f}"
+    if record.get("out_of_distribution"):
+        line += (f"\tOUT-OF-DISTRIBUTION: unlike the training images (feature distance {record['ood_distance']:.1f} > "
+                 f"{record['ood_threshold']:.1f}), do not rely on this answer")  # fmt: skip
+    return line
+
+
+def summary_line(records: list[dict]) -> str:
+    counts = {status: sum(r["status"] == status for r in records) for status in (OK, REFUSED, ERROR)}
+    flagged = sum(bool(r.get("out_of_distribution")) for r in records)
+    return (f"{counts[OK]} image(s) answered ({flagged} out of distribution), {counts[REFUSED]} refused, "
+            f"{counts[ERROR]} failed")  # fmt: skip
 
 
 def output_format(path: str | Path) -> str:
@@ -89,7 +124,8 @@ def output_format(path: str | Path) -> str:
 
 
 def write_records(records: list[dict], path: str | Path) -> None:
-    """One row or JSON line per input: answered files with their class, bad files with the error."""
+    """One row or JSON line per input: answered files with their class, refused ones with the reason, unread ones
+    with the error."""
     path = Path(path)
     fmt = output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)

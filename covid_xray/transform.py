@@ -22,7 +22,7 @@ from .preprocess import preprocess
 
 # Bump when decoding, preprocessing or resizing changes what a given record produces: cached pixels made the
 # old way are then not reused, and a model recorded with another version is refused instead of fed differently.
-TRANSFORM_VERSION = 3
+TRANSFORM_VERSION = 4  # 4: multi-frame files refused, float images stretched (were clipped to black)
 RECORD_KEYS = {"version", "image_size", "preprocess", "max_pixels", "min_side"}
 
 

@@ -1,5 +1,6 @@
 """The operating point chosen on validation; test metrics at it with patient-group intervals, per source, plots,
-reliability before and after calibration, the test predictions, and the model logged as an image-answering pyfunc with its transform and operating point."""
+reliability before and after calibration, the test predictions, and the model logged as an image-answering pyfunc with its
+transform, operating point and out-of-distribution record (fitted on the training split, threshold on validation)."""
 
 import tempfile
 from typing import Annotated
@@ -12,10 +13,11 @@ from zenml import step
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
-from covid_xray.dataset import image_cache
+from covid_xray.dataset import image_cache, load_split
 from covid_xray.explain import grad_cam, predict_with_features, sample_per_class, save_grad_cam_figure, shortcut_check
 from covid_xray.calibration import reliability
 from covid_xray.metrics import confusion, covid_metrics, per_source_metrics, save_plots
+from covid_xray.ood import fit_detector, ood_features
 from covid_xray.operating_point import choose_operating_point
 from covid_xray.rebalance import cramers_v
 from covid_xray.serving import log_model
@@ -43,6 +45,12 @@ def evaluate_model(
     before, after = reliability(rows["label"], test_raw, classes), reliability(rows["label"], test_proba, classes)
     test |= {"ece": after["ece"], "ece_before_calibration": before["ece"], "brier_before_calibration": before["brier"]}
     by_source = per_source_metrics(rows, test_proba, classes, threshold)
+    model_config = next(m for m in config.models if m.name == model.name)
+    train_split = load_split(split_manifest[split_manifest["split"] == "train"], config)
+    val_ood, test_ood = (ood_features(model, s.images, f) for s, f in ((val_set, val_features), (test_set, test_features)))
+    ood = fit_detector(model, model_config, train_split, val_ood, config)  # logged with the model below
+    test |= {"ood_flag_rate": ood.flag_rate(test_ood)}
+    val |= {"ood_flag_rate": ood.val_flag_rate}
     logger.info("%s operating point: %s", model.name, operating_point.to_record())
     logger.info("%s test metrics: %s", model.name,
                 {k: round(v, 3) for k, v in test.items() if "_ci_" not in k and "_wilson_" not in k})  # fmt: skip
@@ -51,6 +59,8 @@ def evaluate_model(
         mlflow.log_metrics({f"test_{k}": v for k, v in test.items() if np.isfinite(v)})
         mlflow.log_metrics({f"val_{k}": v for k, v in val.items() if np.isfinite(v)})
         mlflow.log_dict(operating_point.to_record(), "evaluation/operating_point.json")
+        mlflow.log_dict(ood.summary(), "evaluation/ood.json")
+        mlflow.log_params({"ood.fraction": ood.fraction, "ood.threshold": ood.threshold})
         mlflow.log_params({"operating_point.threshold": threshold, "operating_point.rule": operating_point.rule,
                            "operating_point.calibration": operating_point.calibration})  # fmt: skip
         mlflow.log_text(by_source.to_csv(index=False), "evaluation/per_source.csv")
@@ -78,7 +88,7 @@ def evaluate_model(
             mlflow.set_tag("warning.shortcut", warning)
             logger.warning(warning)
         # the cache's transform made every pixel this model was trained and evaluated on: it is logged with it
-        model_uri = log_model(model, image_cache(config).transform, operating_point, classes, rows["path"][0])
+        model_uri = log_model(model, image_cache(config).transform, operating_point, classes, rows["path"][0], ood=ood)
         mlflow.set_tag("model_uri", model_uri)
     return {"run_id": mlflow_run_id, "model_uri": model_uri, **{f"test_{k}": v for k, v in test.items()},
             **{f"val_{k}": v for k, v in val.items()}}  # fmt: skip

@@ -155,7 +155,7 @@ def test_predict_rejects_bad_files_with_one_reason(tmp_path, name, content, erro
     with pytest.raises(ValueError, match=error.replace("(", r"\(").replace(")", r"\)")):
         predictor.predict_file(tmp_path / name)
     good = save(xray_like(1, "covid"), tmp_path / "good.png")
-    assert predictor.predict_file(good) == (str(good), "covid", pytest.approx(0.8), 0.5)
+    assert predictor.predict_file(good)[:4] == (str(good), "covid", pytest.approx(0.8), 0.5)
 
 
 def test_predict_refuses_a_huge_image(tmp_path):

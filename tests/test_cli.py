@@ -15,6 +15,7 @@ import yaml
 from click.testing import CliRunner
 from fixtures import save, xray_like
 from mlflow import MlflowClient
+from PIL import Image
 
 from covid_xray.cli import main
 from covid_xray.predict import Predictor
@@ -134,13 +135,35 @@ def test_folder_and_csv_list_to_an_output_file_with_explanations(store, cli, tmp
                  "--explain", str(cams), "--batch-size", "2")  # fmt: skip
     assert result.exit_code == 1  # one missing file
     assert result.stderr == f"covid-xray: error: {tmp_path / 'missing.png'}: file not found\n"
-    assert result.stdout == f"6 image(s) answered, 1 failed, by {MODEL} v2 (@champion): {out}\n"
+    assert result.stdout == (f"6 image(s) answered (0 out of distribution), 0 refused, 1 failed, by {MODEL} v2 "
+                             f"(@champion): {out}\n")  # fmt: skip
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["path"] for r in records] == [*map(str, images), str(images[0]), str(tmp_path / "missing.png")]
-    assert records[-1] == {"path": str(tmp_path / "missing.png"), "error": "file not found"}
+    assert records[-1] == {"path": str(tmp_path / "missing.png"), "status": "error", "error": "file not found"}
     assert [r["covid_probability"] for r in records[:5]] == expected(store, "2", images)
     assert sorted(p.name for p in cams.iterdir()) == ["00-2.png", "00.png", "01.png", "02.png", "03.png", "04.png"]
     assert records[0]["explanation"] == str(cams / "00.png")
+
+
+def test_refused_images_are_answered_in_place_with_the_reason_and_exit_1(store, cli, tmp_path):
+    """An image predict cannot judge gets no class: a REFUSED line (text) or status refused (JSON) in its place."""
+    _, _, _, config, _, images = store
+    Image.new("L", (300, 300), 0).save(tmp_path / "black.png")
+    frames = [Image.open(p) for p in images[:2]]
+    frames[0].save(tmp_path / "stack.gif", save_all=True, append_images=frames[1:])
+    arguments = [str(images[0]), str(tmp_path / "black.png"), str(tmp_path / "stack.gif")]
+    result = cli("predict", "--config", str(config), *arguments)
+    assert result.exit_code == 1 and result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{images[0]}\t") and "covid_probability=" in lines[0]
+    multi_frame = "multi-frame image (2 frames in one GIF file): send one image per file"
+    assert lines[1:] == [f"{tmp_path / 'black.png'}\tREFUSED\tnearly constant image",
+                         f"{tmp_path / 'stack.gif'}\tREFUSED\t{multi_frame}"]
+    result = cli("predict", "--config", str(config), "--json", *arguments)
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.exit_code == 1 and [a["status"] for a in answers] == ["ok", "refused", "refused"]
+    assert "class" not in answers[1] and answers[1]["reason"] == "nearly constant image"
+    assert cli("predict", "--config", str(config), str(images[0])).exit_code == 0
 
 
 def test_compare_and_rollback_use_the_configs_store(store, cli):

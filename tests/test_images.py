@@ -73,3 +73,24 @@ def test_cache_decodes_once_and_again_when_settings_change(tmp_path: Path):
     assert np.array_equal(first.pixels, second.pixels) and first.pixels.shape == (32, 32)
     other = ImageCache(tmp_path / "cache", image_size=48, max_pixels=10**7, min_side=32)
     assert other.get(path, sha).pixels.shape == (48, 48) and other.misses == 1
+
+
+def test_multi_frame_files_are_refused_not_read_by_their_first_frame(tmp_path: Path):
+    frames = [xray_like(seed, "covid") for seed in (20, 21, 22)]
+    for suffix in ("gif", "tif"):
+        frames[0].save(tmp_path / f"stack.{suffix}", save_all=True, append_images=frames[1:])
+        with pytest.raises(ImageError, match=r"multi-frame image \(3 frames in one (GIF|TIFF) file\)"):
+            decode_grayscale(tmp_path / f"stack.{suffix}")
+    frames[0].save(tmp_path / "one.gif")  # a one-frame GIF is an image like any other
+    assert decode_grayscale(tmp_path / "one.gif").size == (96, 96)
+
+
+def test_a_float_tiff_is_stretched_like_16_bit_not_clipped_to_black(tmp_path: Path):
+    original = np.asarray(xray_like(23, "normal"), dtype=np.float32)
+    Image.fromarray(original / 255.0, mode="F").save(tmp_path / "unit.tif")  # 0..1 floats: black when clipped
+    decoded = np.asarray(decode_grayscale(tmp_path / "unit.tif"), dtype=np.float32)
+    stretched = (original - original.min()) / (original.max() - original.min()) * 255.0
+    assert np.abs(decoded - stretched).max() <= 1.0
+    Image.fromarray(np.full((96, 96), np.nan, np.float32), mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(ImageError, match="float image with 9216 NaN or infinite pixels"):
+        decode_grayscale(tmp_path / "nan.tif")

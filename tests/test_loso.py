@@ -37,6 +37,9 @@ def test_each_source_is_held_out_once_and_scored_as_its_own_run(tmp_path: Path, 
     assert (table["train_excluded_shared_group"] == 0).all()  # no patient of one source is in the other
     assert 0 <= mean <= 1 and mean == table["balanced_accuracy"].mean()
     assert sorted(runs["tags.loso.held_out"]) == ["actualmed", "ieee8023"]
+    # how often the held-out source is flagged out of distribution, by a record fitted on the fold's own splits
+    assert table["ood_flag_rate"].between(0, 1).all() and (table["ood_threshold"] > 0).all()
+    assert sorted(runs["metrics.ood_flag_rate"]) == sorted(table["ood_flag_rate"])
 
 
 def test_fold_trains_on_no_patient_group_that_has_an_image_in_the_held_out_source():

@@ -152,14 +152,18 @@ def test_predict_answers_good_images_and_reports_bad_ones(project):
     good = tmp / "data/ieee8023/images/img-0000.jpg"
     result = cli("predict", "--model-name", MODEL, "--json", str(good), str(tmp / "missing.png"), str(tmp / "not-an-image.png"))
     assert result.returncode == 1
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
-    assert answer["path"] == str(good) and answer["class"] in ("covid", "normal")
+    answer, refused = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+    assert refused == {"path": str(tmp / "not-an-image.png"), "status": "refused", "model": f"{MODEL} v1 (@champion)",
+                       "model_uri": refused["model_uri"], "reason": "not a readable image (UnidentifiedImageError)"}
+    assert answer["path"] == str(good) and answer["class"] in ("covid", "normal") and answer["status"] == "ok"
+    # the evaluate step recorded the out-of-distribution threshold with the model
+    assert isinstance(answer["out_of_distribution"], bool) and answer["ood_threshold"] > 0
     assert 0.0 <= answer["covid_probability"] <= 1.0 and 0.0 < answer["threshold"] < 1.0  # chosen on validation
     assert answer["class"] == ("covid" if answer["covid_probability"] >= answer["threshold"] else "normal")
     assert answer["model"] == f"{MODEL} v1 (@champion)"
-    # Only the two bad files, nothing from TensorFlow, MLflow or ZenML.
-    assert result.stderr.splitlines() == [f"covid-xray: error: {tmp / 'missing.png'}: file not found",
-                                          f"covid-xray: error: {tmp / 'not-an-image.png'}: not a readable image (UnidentifiedImageError)"]  # fmt: skip
+    # Only the file that could not be read (the refused one is answered in place), nothing from TensorFlow, MLflow
+    # or ZenML.
+    assert result.stderr.splitlines() == [f"covid-xray: error: {tmp / 'missing.png'}: file not found"]
 
 
 def test_predict_a_folder_to_a_csv_with_the_run_and_version_agreeing(project):
@@ -192,7 +196,8 @@ def test_champion_loads_with_pyfunc_and_zenml_model_is_in_production(project):
     try:
         model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
         answer = model.predict(pd.DataFrame({"image": [encode_image(tmp / "data/ieee8023/images/img-0001.png")]}))
-        assert list(answer.columns[:3]) == ["class", "covid_probability", "threshold"]
+        assert list(answer.columns[:5]) == ["status", "reason", "class", "covid_probability", "threshold"]
+        assert answer["status"][0] == "ok" and answer["ood_threshold"][0] > 0  # recorded by the evaluate step
         assert answer["class"][0] in ("covid", "normal") and abs(answer[["p_covid", "p_normal"]].sum(axis=1)[0] - 1) < 1e-4
     finally:
         mlflow.set_tracking_uri(None)

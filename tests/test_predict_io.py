@@ -9,11 +9,13 @@ from fixtures import save, xray_like
 from PIL import Image
 
 from covid_xray.decision import OperatingPoint
+from covid_xray.images import ImageError
 from covid_xray.predict import Prediction, Predictor
 from covid_xray.serving import XrayClassifier
 from covid_xray.transform import InferenceTransform
 from covid_xray.predict_io import (
-    InputError, answer_records, collect_inputs, output_format, overlay_names, write_explanations, write_records,
+    InputError, answer_records, collect_inputs, output_format, overlay_names, summary_line, text_line,
+    write_explanations, write_records,
 )  # fmt: skip
 
 
@@ -84,13 +86,25 @@ def test_missing_paths_are_kept_so_predict_reports_them(tmp_path):
 
 
 def test_output_files_hold_one_row_per_input_including_failures(tmp_path):
-    answers = [Prediction("a.png", "covid", 0.91234567, 0.4), ValueError("file not found")]
-    records = answer_records(["a.png", "b.png"], answers, "covid-xray v3 (@champion)", "models:/m/3")
-    assert records[1] == {"path": "b.png", "error": "file not found"}
+    answers = [Prediction("a.png", "covid", 0.91234567, 0.4), ValueError("file not found"),
+               ImageError("nearly constant image"), Prediction("d.png", "normal", 0.1, 0.4, True, 41.23456, 30.5)]
+    records = answer_records(["a.png", "b.png", "c.png", "d.png"], answers, "covid-xray v3 (@champion)", "models:/m/3")
+    assert records[1] == {"path": "b.png", "status": "error", "error": "file not found"}
+    assert records[2] == {"path": "c.png", "status": "refused", "reason": "nearly constant image",
+                          "model": "covid-xray v3 (@champion)", "model_uri": "models:/m/3"}  # fmt: skip
+    assert "out_of_distribution" not in records[0]  # a model logged without an out-of-distribution record
+    assert records[3]["out_of_distribution"] is True and records[3]["ood_distance"] == 41.2346
     write_records(records, tmp_path / "out.csv")
     rows = list(csv.DictReader(open(tmp_path / "out.csv")))
     assert rows[0]["class"] == "covid" and rows[0]["covid_probability"] == "0.912346" and rows[0]["threshold"] == "0.4"
     assert rows[0]["model"] == "covid-xray v3 (@champion)" and rows[1]["error"] == "file not found"
+    assert [r["status"] for r in rows] == ["ok", "error", "refused", "ok"] and rows[2]["class"] == ""
+    assert rows[2]["reason"] == "nearly constant image" and rows[3]["out_of_distribution"] == "True"
+    assert text_line(records[2]) == "c.png\tREFUSED\tnearly constant image"
+    assert text_line(records[3]) == ("d.png\tnormal\tcovid_probability=0.1000\tOUT-OF-DISTRIBUTION: unlike the training "
+                                     "images (feature distance 41.2 > 30.5), do not rely on this answer")  # fmt: skip
+    assert text_line(records[0]) == "a.png\tcovid\tcovid_probability=0.9123"
+    assert summary_line(records) == "2 image(s) answered (1 out of distribution), 1 refused, 1 failed"
     write_records(records, tmp_path / "out.jsonl")
     lines = [json.loads(line) for line in open(tmp_path / "out.jsonl")]
     assert lines == records

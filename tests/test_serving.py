@@ -1,5 +1,6 @@
 """The logged pyfunc and the Predictor on real X-ray files, against a real MLflow store (SQLite in a temporary folder)."""
 
+import io
 import json
 from pathlib import Path
 
@@ -141,11 +142,34 @@ def test_bad_files_are_answered_with_their_reason_and_the_rest_still_scored(clie
     with pytest.raises(ValueError, match="file not found"):
         predictor.predict_file(tmp_path / "missing.png")
     pyfunc = mlflow.pyfunc.load_model(uri)
-    bad = pd.DataFrame({"image": [encode_image(good[0]), "%%% not base64", encode_image(text)]})
-    with pytest.raises(MlflowException, match="row 1: not valid base64"):
-        pyfunc.predict(bad)
-    with pytest.raises(MlflowException, match=r"row 1: not a readable image"):
-        pyfunc.predict(bad.iloc[[0, 2]])  # rows are counted in the request
+    bad = pd.DataFrame({"image": [encode_image(good[0]), "%%% not base64", encode_image(text), 7, encode_image(good[1])]})
+    served = pyfunc.predict(bad)  # one row per input, in order: a bad row is refused, the others still answered
+    assert list(served["status"]) == ["ok", "refused", "refused", "refused", "ok"]
+    assert list(served["reason"]) == ["", "not valid base64", "not a readable image (UnidentifiedImageError)",
+                                      "expected a base64 string, got int", ""]  # fmt: skip
+    assert served["class"][1:4].isna().all() and served["covid_probability"][1:4].isna().all()
+    answered = [a.covid_probability for a in predictor.predict_files(good)]
+    assert np.allclose(served["covid_probability"][[0, 4]].astype(float), answered, atol=1e-5)
+    with pytest.raises(MlflowException, match=r"Model is missing inputs \['image'\]"):  # the request is refused
+        pyfunc.predict(pd.DataFrame({"picture": [encode_image(good[0])]}))
+
+
+def test_the_scoring_server_answers_refused_rows_with_json_nulls(client, shared_datasets):
+    """What `mlflow models serve` sends back for a request with a refused row: strict JSON, no NaN."""
+    from mlflow.pyfunc.scoring_server import predictions_to_json
+
+    good = real_images(shared_datasets)[0]
+    uri, _ = log(brightness_model(0.05, 120), InferenceTransform(SIZE, ROBUST, min_side=64), example=good)
+    served = validate_serving_input(uri, convert_input_example_to_serving_input(
+        pd.DataFrame({"image": [encode_image(good), encode_image(b"GIF89a")]})))  # fmt: skip
+    buffer = io.StringIO()
+    predictions_to_json(served, buffer)
+    first, second = json.loads(buffer.getvalue(), parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))["predictions"]
+    assert first["status"] == "ok" and first["class"] in CLASSES and first["out_of_distribution"] is None
+    assert second == {"status": "refused", "reason": second["reason"], "class": None, "covid_probability": None,
+                      "threshold": None, "p_covid": None, "p_normal": None, "out_of_distribution": None,
+                      "ood_distance": None, "ood_threshold": None}  # fmt: skip
+    assert second["reason"].startswith(("not a readable image", "corrupt or truncated image"))
 
 
 def test_registry_lookup_by_alias_or_version_and_a_clear_error_otherwise(client, shared_datasets):

@@ -28,10 +28,14 @@ def _field(rng: np.random.Generator, cells: int) -> np.ndarray:
     return (smooth - smooth.mean()) / (smooth.std() + 1e-6)
 
 
+def label_of(number: int) -> str:
+    return "covid" if number % 3 == 0 else "normal"  # every third phantom
+
+
 def phantom(number: int) -> tuple[Image.Image, str]:
-    """Phantom `number` and its label (every third one is 'covid')."""
+    """Phantom `number` and its label."""
     rng = np.random.default_rng(number)
-    label = "covid" if number % 3 == 0 else "normal"
+    label = label_of(number)
     y, x = np.mgrid[0:SIDE, 0:SIDE].astype(np.float32) / SIDE
     cx = 0.5 + rng.uniform(-0.05, 0.05)
     body = ((x - cx) / rng.uniform(0.36, 0.48)) ** 2 + ((y - 0.55) / rng.uniform(0.5, 0.62)) ** 2 < 1
@@ -65,10 +69,9 @@ def phantom(number: int) -> tuple[Image.Image, str]:
 
 def write_one(args: tuple[str, int]) -> None:
     root, number = args
-    picture, label = phantom(number)
-    path = Path(root) / "phantoms" / FOLDERS[label] / f"P{number:06d}_0.jpg"
+    path = Path(root) / "phantoms" / FOLDERS[label_of(number)] / f"P{number:06d}_0.jpg"
     if not path.is_file():
-        picture.save(path, quality=90)
+        phantom(number)[0].save(path, quality=90)
 
 
 def write_phantoms(root: str | Path, n: int, workers: int | None = None) -> Path:

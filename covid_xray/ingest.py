@@ -64,7 +64,7 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
         thumbnails.append(image.thumbnail)
         descriptors.append(image.crop_descriptor)
         from_cache += image.from_cache
-    seconds = {"decode": time.perf_counter() - started, "dedup": 0.0}
+    seconds = {"decode": time.perf_counter() - started, "dedup": 0.0, "dedup_cpu": 0.0}
     log.info("decoded %d images in %.1f s (%d from cache, %d decoded now, %d unusable)", len(decoded),
              seconds["decode"], from_cache, len(decoded) - from_cache, len(failed))  # fmt: skip
     drops.append(_drops(pd.DataFrame(failed, columns=[*candidates.columns, "reason"]), lambda r: r["reason"]))
@@ -73,17 +73,17 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
     if not manifest.empty:
         # Deduplicate before filtering classes: a 'covid' copy of a picture labelled pneumonia elsewhere is label
         # noise, and must go with it rather than survive because its twin was filtered out first.
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         manifest, duplicate_drops = deduplicate(manifest, np.stack(thumbnails), [s.label for s in data.sources],
                                                 data.near_duplicate_max_distance, data.near_duplicate_min_correlation,
                                                 np.stack(descriptors), data.near_duplicate_min_crop_correlation)
-        seconds["dedup"] = time.perf_counter() - started
+        seconds["dedup"], seconds["dedup_cpu"] = time.perf_counter() - started, time.process_time() - cpu
         log.info("deduplicated %d images in %.1f s", len(decoded), seconds["dedup"])
         drops.append(duplicate_drops)
     wanted = manifest["label"].isin(data.classes)
     drops.append(_drops(manifest[~wanted], lambda r: f"label {r['label']!r} not in classes {data.classes}"))
     manifest = manifest[wanted].reset_index(drop=True).assign(cache_key=cache.key)
-    manifest.attrs["seconds"] = seconds  # wall time of decoding (and hashing) and of deduplication
+    manifest.attrs["seconds"] = seconds  # wall time of decoding (and hashing) and of deduplication, and dedup's CPU time
     return manifest, pd.concat(drops, ignore_index=True)[DROP_COLUMNS]
 
 

@@ -151,6 +151,7 @@ class DataConfig(Strict):
         default=0.9, gt=0.0, le=1.0, description="Re-cropped or rescaled copies: detail correlation after alignment."
     )
     max_pixels: int = Field(default=50_000_000, ge=1, description="Refuse to decode larger images.")
+    workers: int | None = Field(default=None, ge=1, description="Processes decoding images at ingest (default: all cores).")
     preprocess: PreprocessConfig = PreprocessConfig()
 
     @model_validator(mode="after")

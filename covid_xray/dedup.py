@@ -33,17 +33,46 @@ class UnionFind:
 
 
 def hamming_pairs(hashes: list[str], max_distance: int) -> list[tuple[int, int, int]]:
-    """All index pairs (i, j, distance) with i < j whose 64-bit hex hashes differ in at most max_distance bits."""
+    """All index pairs (i, j, distance), i < j, whose 64-bit hex hashes differ in at most max_distance bits.
+
+    Multi-index hashing: split into max_distance + 1 bands, two hashes that close agree exactly on at least one band
+    (pigeonhole), so the pairs sharing a band bucket are all candidates there are; each is then checked exactly.
+    """
     if len(hashes) < 2:
         return []
     values = np.array([int(h, 16) for h in hashes], dtype=np.uint64)
-    bits = np.unpackbits(values.view(np.uint8).reshape(-1, 8), axis=1).astype(np.uint8)
-    pairs = []
-    for i in range(len(values) - 1):
-        distance = np.count_nonzero(bits[i + 1 :] != bits[i], axis=1)
-        for offset in np.flatnonzero(distance <= max_distance):
-            pairs.append((i, i + 1 + int(offset), int(distance[offset])))
-    return pairs
+    edges = np.linspace(0, 64, min(max_distance + 1, 64) + 1).round().astype(int)
+    firsts, seconds = [], []
+    for low, high in zip(edges[:-1], edges[1:]):
+        band = (values >> np.uint64(low)) & np.uint64((1 << int(high - low)) - 1)
+        i, j = _pairs_within_buckets(band)
+        firsts.append(i)
+        seconds.append(j)
+    i, j = _unique_pairs(np.concatenate(firsts), np.concatenate(seconds), len(values))
+    distance = np.bitwise_count(values[i] ^ values[j])
+    close = distance <= max_distance
+    return [(int(a), int(b), int(d)) for a, b, d in zip(i[close], j[close], distance[close])]
+
+
+def _pairs_within_buckets(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j) of equal keys."""
+    order = np.argsort(keys, kind="stable")
+    starts = np.flatnonzero(np.r_[True, keys[order][1:] != keys[order][:-1]])
+    sizes = np.diff(np.r_[starts, len(keys)])
+    firsts, seconds = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for start, size in zip(starts[sizes > 1], sizes[sizes > 1]):
+        members = np.sort(order[start : start + size])
+        a, b = np.triu_indices(size, 1)
+        firsts.append(members[a])
+        seconds.append(members[b])
+    return np.concatenate(firsts), np.concatenate(seconds)
+
+
+def _unique_pairs(i: np.ndarray, j: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct unordered pairs with i != j, as (low, high) arrays sorted by low then high."""
+    low, high = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
+    codes = np.unique(low[low != high] * n + high[low != high])
+    return codes // n, codes % n
 
 
 def thumbnail(pixels: np.ndarray, side: int = 32) -> np.ndarray:
@@ -56,14 +85,35 @@ def thumbnail(pixels: np.ndarray, side: int = 32) -> np.ndarray:
     return small / norm if norm else small
 
 
-def correlated_pairs(thumbnails: np.ndarray, min_correlation: float, chunk: int = 2048):
-    """Index pairs (i, j, r) with i < j whose thumbnail correlation r is at least min_correlation."""
-    for start in range(0, len(thumbnails), chunk):
-        block = thumbnails[start : start + chunk] @ thumbnails.T
-        for a, j in zip(*np.nonzero(block >= min_correlation)):
-            i = start + int(a)
-            if i < j:
-                yield i, int(j), float(block[a, j])
+def correlated_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions: int = 32):
+    """Index pairs (i, j, r), i < j, whose thumbnail correlation r is at least min_correlation.
+
+    Thumbnails are unit vectors, so r >= t is a distance of at most sqrt(2 (1 - t)). Projected on `dimensions`
+    principal axes, no two points come closer than they are, so a ball-tree radius search there returns every such
+    pair (and a few more); each candidate is then checked on the full thumbnails. Exact, without comparing all pairs.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import BallTree
+
+    n = len(thumbnails)
+    if n < 2:
+        return
+    thumbnails = np.asarray(thumbnails, np.float32)
+    sample = thumbnails[np.random.default_rng(0).permutation(n)[:20_000]]
+    components = PCA(min(dimensions, *sample.shape), random_state=0).fit(sample).components_  # orthonormal rows
+    projected = thumbnails @ components.T
+    radius = np.sqrt(max(2.0 * (1.0 - min_correlation), 0.0)) + 1e-4
+    tree = BallTree(projected)
+    firsts, seconds = [], []
+    for start in range(0, n, 4096):
+        found = tree.query_radius(projected[start : start + 4096], radius)
+        firsts.append(np.repeat(np.arange(start, start + len(found)), [len(f) for f in found]))
+        seconds.append(np.concatenate(found))
+    i, j = _unique_pairs(np.concatenate(firsts), np.concatenate(seconds), n)
+    correlation = np.einsum("pd,pd->p", thumbnails[i], thumbnails[j])
+    for a, b, r in zip(i, j, correlation):
+        if r >= min_correlation:
+            yield int(a), int(b), float(r)
 
 
 def duplicate_links(
@@ -140,7 +190,8 @@ def _same_sha_pairs(shas: pd.Series):
 # Crop-tolerant matching. A copy in another source may be re-cropped and rescaled independently along each axis
 # (e.g. squeezed to a square). On a descriptor stretched to a square, such a copy is a per-axis scale and shift: the
 # central window of one image is some window of the other. Candidates come from a coarse search over window centres
-# and sizes for all pairs at once; each pair's best window is then refined at a finer resolution and scored by the
+# and sizes (each image's central window against every window of the others, through a nearest-neighbour index);
+# each pair's best window is then refined at a finer resolution and scored by the
 # correlation of high-pass detail (ribs, vessels, devices), which copies share and different pictures do not.
 CROP_SIDE = 96  # side of the stretched grayscale descriptor stored per image
 CORE = (0.25, 0.5)  # start and size, as fractions of each axis, of the central window looked for in the other image
@@ -181,14 +232,103 @@ def _windows() -> np.ndarray:
     return np.array([(c - s / 2, s) for c in WINDOW_CENTRES for s in WINDOW_SIZES], np.float32)
 
 
-def crop_candidates(detail: np.ndarray, per_image: int, m: int = 10, chunk: int = 32):
+class LazyDetail:
+    """`_detail` of descriptors, computed for the rows asked for: the whole float32 stack would take 37 KB per image
+    (3.7 GB at 100,000 images, twice that while filtering); each image's detail depends on that image only."""
+
+    def __init__(self, descriptors: np.ndarray):
+        self.descriptors = descriptors
+
+    def __len__(self) -> int:
+        return len(self.descriptors)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return _detail(self.descriptors[rows])
+
+
+def _cores(detail: np.ndarray | LazyDetail, m: int, chunk: int = 1024) -> np.ndarray:
+    core = _box_resampling(*CORE, m)[0]
+    return np.concatenate([_unit((core @ detail[start : start + chunk] @ core.T).reshape(-1, m * m))
+                           for start in range(0, len(detail), chunk)])  # fmt: skip
+
+
+def _views(detail: np.ndarray, resample: np.ndarray, m: int) -> np.ndarray:
+    """(b, K*K, m*m): every window (K per axis) of each image, box-resampled to m x m, as unit vectors."""
+    k = len(resample)
+    rows = np.einsum("wpy,byx->bwpx", resample, detail)
+    views = (rows @ resample.reshape(k * m, CROP_SIDE).T).reshape(len(detail), k, m, k, m)
+    return _unit(views.transpose(0, 1, 3, 2, 4).reshape(len(detail), k * k, m * m))
+
+
+NEIGHBOURS_PER_WINDOW = 4  # nearest central windows asked for each window of an image (its own is usually one)
+
+
+def crop_candidates(detail: np.ndarray, per_image: int, m: int = 10, chunk: int = 64):
     """Pairs (i, j, window) worth verifying: for every image, the `per_image` others whose best window matches best.
 
-    `window` (y0, height, x0, width) is where i's central window was found in j, as fractions of j's axes.
+    `window` (y0, height, x0, width) is where i's central window was found in j, as fractions of j's axes. The score
+    of (i, j) is the best correlation of i's central window with one of j's windows (or the other way round). The
+    central windows go into an HNSW nearest-neighbour index (faiss); every window of every image asks it for its
+    NEIGHBOURS_PER_WINDOW nearest central windows, the pairs found get their exact score, and each image keeps its
+    best `per_image`. Cost grows as N log N; memory with N (the windows are made chunk by chunk, never all at once).
+    On the shared data this keeps every pair the all-pairs search (`crop_candidates_all_pairs`) verifies as a copy.
     """
+    import faiss
+
     n = len(detail)
-    core = _box_resampling(*CORE, m)[0]
-    cores = _unit((core @ detail @ core.T).reshape(n, -1))
+    cores = _cores(detail, m)
+    windows = _windows()
+    resample = _box_resampling(windows[:, 0], windows[:, 1], m)
+    k = len(windows)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # a single-threaded build is deterministic; searches are parallel and exact per query
+    try:
+        index = faiss.IndexHNSWFlat(m * m, 16, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 40
+        index.add(cores)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    index.hnsw.efSearch = 16
+    neighbours = min(NEIGHBOURS_PER_WINDOW, n)
+    found = []
+    for start in range(0, n, chunk):
+        views = _views(detail[start : start + chunk], resample, m)
+        _, nearest = index.search(views.reshape(-1, m * m), neighbours)
+        owner = np.repeat(np.arange(start, start + len(views)), k * k * neighbours)
+        keep = nearest.ravel() >= 0
+        found.append(_unique_pairs(nearest.ravel()[keep], owner[keep], n))
+    low, high = _unique_pairs(*(np.concatenate(side) for side in zip(*found)), n)  # a pair is found from both ends
+    # exact score of both directions of every candidate pair: centre of `core` found among the windows of `owner`
+    core, owner = np.r_[low, high], np.r_[high, low]
+    score, where = np.empty(len(core), np.float32), np.empty(len(core), np.int64)
+    by_owner = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[by_owner], np.arange(0, n + chunk, chunk))
+    for number, start in enumerate(range(0, n, chunk)):
+        views = _views(detail[start : start + chunk], resample, m)
+        rows = by_owner[bounds[number] : bounds[number + 1]]
+        firsts = np.searchsorted(owner[rows], np.arange(start, start + len(views) + 1))
+        for offset, image_views in enumerate(views):
+            mine = rows[firsts[offset] : firsts[offset + 1]]
+            if len(mine):
+                found = cores[core[mine]] @ image_views.T
+                score[mine], where[mine] = found.max(1), found.argmax(1)
+    pairs = len(low)
+    forward, backward = score[:pairs], score[pairs:]  # low's centre in high, high's centre in low
+    either = np.maximum(forward, backward)
+    image, other, best = np.r_[low, high], np.r_[high, low], np.r_[either, either]
+    order = np.lexsort((-best, image))
+    rank = np.arange(len(order)) - np.searchsorted(image[order], image[order])
+    chosen = np.unique(np.r_[np.arange(pairs), np.arange(pairs)][order[rank < per_image]])
+    for p in chosen:
+        a, b, at = (low[p], high[p], where[p]) if forward[p] >= backward[p] else (high[p], low[p], where[pairs + p])
+        y, x = divmod(int(at), k)
+        yield int(a), int(b), (*windows[y], *windows[x])
+
+
+def crop_candidates_all_pairs(detail: np.ndarray, per_image: int, m: int = 10, chunk: int = 32):
+    """`crop_candidates` by comparing every pair (N² time and memory): the reference the indexed search is held to."""
+    n = len(detail)
+    cores = _cores(detail, m)
     windows = _windows()
     resample = _box_resampling(windows[:, 0], windows[:, 1], m)
     k = len(windows)
@@ -216,8 +356,7 @@ def crop_candidates(detail: np.ndarray, per_image: int, m: int = 10, chunk: int 
 
 def refine_match(detail: np.ndarray, pairs: list[tuple[int, int, tuple]], m: int = 24, chunk: int = 256) -> np.ndarray:
     """Correlation of each pair's central window with its best window nearby (three rounds of local search)."""
-    core = _box_resampling(*CORE, m)[0]
-    cores = _unit((core @ detail @ core.T).reshape(len(detail), -1))
+    cores = _cores(detail, m)
     scores = np.empty(len(pairs), np.float32)
     for start in range(0, len(pairs), chunk):
         part = pairs[start : start + chunk]
@@ -250,7 +389,7 @@ def cropped_pairs(descriptors: np.ndarray, min_correlation: float, per_image: in
     """Index pairs (i, j, r) whose detail correlates at least `min_correlation` after crop-tolerant alignment."""
     if len(descriptors) < 2:
         return
-    detail = _detail(descriptors)
+    detail = LazyDetail(descriptors)
     pairs = list(crop_candidates(detail, min(per_image, len(descriptors) - 1)))
     for (i, j, _), score in zip(pairs, refine_match(detail, pairs)):
         if score >= min_correlation:

@@ -13,8 +13,11 @@ import hashlib
 import io
 import os
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Iterator
 
 import imagehash
 import numpy as np
@@ -172,7 +175,7 @@ class ImageCache:
         decoded = DecodedImage(pixels, image.width, image.height, str(imagehash.phash(image)),
                                thumbnail(resize_square(image, self.image_size)),
                                crop_descriptor(np.asarray(image, dtype=np.uint8)))  # fmt: skip
-        partial = cached.with_suffix(".tmp.npz")
+        partial = cached.with_suffix(f".{os.getpid()}.tmp.npz")  # two processes may decode copies of one file
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             np.savez(partial, pixels=decoded.pixels, width=decoded.width, height=decoded.height, phash=decoded.phash,
@@ -191,3 +194,71 @@ class ImageCache:
         if not keys:
             return np.zeros((0, self.image_size, self.image_size), np.uint8)
         return np.stack([self.pixels(key) for key in keys])
+
+
+@dataclass(frozen=True)
+class Described:
+    """What ingest keeps of one decoded file (no model pixels: they stay in the cache)."""
+
+    sha256: str
+    phash: str
+    width: int
+    height: int
+    thumbnail: np.ndarray
+    crop_descriptor: np.ndarray
+    from_cache: bool
+
+
+def describe(cache: ImageCache, path: str | Path) -> Described | str:
+    """Hash `path`, fill the cache for it and return its description, or the reason it is unusable (a drop)."""
+    try:
+        sha = sha256_file(path)
+        hits = cache.hits
+        image = cache.get(path, sha)
+    except (ImageError, OSError) as error:
+        return str(error)
+    return Described(sha, image.phash, image.width, image.height, image.thumbnail, image.crop_descriptor,
+                     cache.hits > hits)  # fmt: skip
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_worker_cache: ImageCache | None = None
+
+
+def _start_worker(cache: ImageCache) -> None:
+    global _worker_cache
+    _worker_cache = cache
+
+
+def _describe_in_worker(path: str) -> Described | str:
+    return describe(_worker_cache, path)
+
+
+def describe_all(cache: ImageCache, paths: list[str], workers: int | None = None,
+                 progress: bool | None = None) -> Iterator[Described | str]:  # fmt: skip
+    """`describe` of every path, in the order of `paths`, decoded by `workers` processes (default: all cores).
+
+    Processes rather than threads: decoding, the perceptual hash and preprocessing are partly pure Python. They are
+    spawned (not forked), so a caller that has TensorFlow's threads running is safe. `progress`: a tqdm bar on
+    stderr (None: only when stderr is a terminal).
+    """
+    from tqdm import tqdm
+
+    workers = min(workers or available_cores(), max(len(paths), 1))
+    bar = tqdm(total=len(paths), desc="decoding images", unit="img", disable=None if progress is None else not progress,
+               mininterval=1.0)  # fmt: skip
+    with bar:
+        if workers == 1:
+            for path in paths:
+                yield describe(cache, path)
+                bar.update()
+            return
+        chunk = max(1, min(64, len(paths) // (workers * 8)))
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker,
+                                 initargs=(cache,)) as pool:  # fmt: skip
+            for result in pool.map(_describe_in_worker, [str(p) for p in paths], chunksize=chunk):
+                yield result
+                bar.update()

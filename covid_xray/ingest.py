@@ -15,7 +15,7 @@ import pandas as pd
 
 from .config import DataConfig, ValidationConfig
 from .dedup import deduplicate
-from .images import ImageCache, ImageError, sha256_file
+from .images import ImageCache, describe_all
 from .sources import DROP_COLUMNS, READERS, SourceError
 from .sources.base import display_path
 
@@ -53,33 +53,38 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
     candidates, drops = read_sources(data)
     drops = [drops]
     cache = ImageCache.for_data(data, validation.min_side)
-    decoded, failed, thumbnails, descriptors = [], [], [], []
-    for row in candidates.to_dict("records"):
-        try:
-            sha = sha256_file(row["path"])
-            image = cache.get(row["path"], sha)
-        except (ImageError, OSError) as error:
-            failed.append({**row, "reason": str(error)})
+    decoded, failed, thumbnails, descriptors, from_cache = [], [], [], [], 0
+    started = time.perf_counter()
+    rows = candidates.to_dict("records")
+    for row, image in zip(rows, describe_all(cache, [row["path"] for row in rows], data.workers)):
+        if isinstance(image, str):
+            failed.append({**row, "reason": image})
             continue
-        decoded.append({**row, "sha256": sha, "phash": image.phash, "width": image.width, "height": image.height})
+        decoded.append({**row, "sha256": image.sha256, "phash": image.phash, "width": image.width,
+                        "height": image.height})  # fmt: skip
         thumbnails.append(image.thumbnail)
         descriptors.append(image.crop_descriptor)
-    log.info("decoded %d images (%d from cache, %d decoded now)", len(decoded), cache.hits, cache.misses)
+        from_cache += image.from_cache
+    seconds = {"decode": time.perf_counter() - started, "dedup": 0.0, "dedup_cpu": 0.0}
+    log.info("decoded %d images in %.1f s (%d from cache, %d decoded now, %d unusable)", len(decoded),
+             seconds["decode"], from_cache, len(decoded) - from_cache, len(failed))  # fmt: skip
     drops.append(_drops(pd.DataFrame(failed, columns=[*candidates.columns, "reason"]), lambda r: r["reason"]))
 
     manifest = pd.DataFrame(decoded, columns=[*candidates.columns, "sha256", "phash", "width", "height"])
     if not manifest.empty:
         # Deduplicate before filtering classes: a 'covid' copy of a picture labelled pneumonia elsewhere is label
         # noise, and must go with it rather than survive because its twin was filtered out first.
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         manifest, duplicate_drops = deduplicate(manifest, np.stack(thumbnails), [s.label for s in data.sources],
                                                 data.near_duplicate_max_distance, data.near_duplicate_min_correlation,
                                                 np.stack(descriptors), data.near_duplicate_min_crop_correlation)
-        log.info("deduplicated %d images in %.1f s", len(decoded), time.perf_counter() - started)
+        seconds["dedup"], seconds["dedup_cpu"] = time.perf_counter() - started, time.process_time() - cpu
+        log.info("deduplicated %d images in %.1f s", len(decoded), seconds["dedup"])
         drops.append(duplicate_drops)
     wanted = manifest["label"].isin(data.classes)
     drops.append(_drops(manifest[~wanted], lambda r: f"label {r['label']!r} not in classes {data.classes}"))
     manifest = manifest[wanted].reset_index(drop=True).assign(cache_key=cache.key)
+    manifest.attrs["seconds"] = seconds  # wall time of decoding (and hashing) and of deduplication, and dedup's CPU time
     return manifest, pd.concat(drops, ignore_index=True)[DROP_COLUMNS]
 
 

@@ -19,6 +19,39 @@ def test_hamming_pairs_finds_close_hashes_only():
     assert hamming_pairs(["ffff000000000000", "fffe000000000000", "0000ffffffffffff"], 2) == [(0, 1, 1)]
 
 
+@pytest.mark.parametrize("max_distance", [0, 2, 5])
+def test_band_buckets_find_every_pair_the_all_pairs_comparison_finds(max_distance: int):
+    rng = np.random.default_rng(max_distance)
+    values = rng.integers(0, 2**63, 3000, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1)
+    # planted near copies: 0..max_distance+2 bits flipped, so some are just inside and some just outside the limit
+    copies = values[:300].copy()
+    for row, flips in zip(range(300), rng.integers(0, max_distance + 3, 300)):
+        for bit in rng.choice(64, flips, replace=False):
+            copies[row] ^= np.uint64(1) << np.uint64(bit)
+    values = np.r_[values, copies]
+    distance = np.bitwise_count(values[:, None] ^ values[None, :])
+    i, j = np.nonzero(np.triu(distance <= max_distance, 1))
+    expected = [(int(a), int(b), int(distance[a, b])) for a, b in zip(i, j)]
+    assert len(expected) > 100
+    assert hamming_pairs([f"{v:016x}" for v in values], max_distance) == expected
+
+
+def test_projected_radius_search_finds_every_correlated_thumbnail_pair():
+    from covid_xray.dedup import correlated_pairs
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((1500, 1024)).astype(np.float32) @ rng.standard_normal((1024, 1024)).astype(np.float32)
+    near = base[:200] + rng.uniform(0.05, 0.5, (200, 1)).astype(np.float32) * base[:200].std() * rng.standard_normal(
+        (200, 1024)).astype(np.float32)  # fmt: skip
+    thumbnails = np.r_[base, near]
+    thumbnails -= thumbnails.mean(1, keepdims=True)
+    thumbnails /= np.linalg.norm(thumbnails, axis=1, keepdims=True)
+    correlation = thumbnails @ thumbnails.T
+    i, j = np.nonzero(np.triu(correlation >= 0.95, 1))
+    found = [(a, b) for a, b, _ in correlated_pairs(thumbnails, 0.95)]
+    assert 20 < len(found) < 200 and found == list(zip(i.tolist(), j.tolist()))
+
+
 def test_union_find_joins_transitively():
     groups = UnionFind("abcd")
     groups.union("a", "b")
@@ -100,6 +133,33 @@ def test_real_copies_are_found_and_look_alike_pictures_are_not(shared_datasets: 
     different = rates["false_positive_rate"]
     assert different["nih-different-patients"]["pairs"] > 80_000 and different["hannover-same-patient-other-day"]["pairs"] > 600
     assert all(different[kind]["rate"] <= 0.01 for kind in different), rates["false_positives"]
+
+
+def test_indexed_searches_find_what_comparing_all_pairs_finds_on_the_real_data(shared_datasets: Path, real_run):
+    """Band buckets, the projected radius search and the HNSW window index keep every copy the exhaustive searches
+    find, on every image of the shared data: the same links, so the same clusters, kept images and drop reasons."""
+    from covid_xray import dedup
+
+    config, _, _ = real_run
+    frame, thumbnails, descriptors = decoded_images(shared_datasets, config.data, config.validation.min_side)
+    values = np.array([int(h, 16) for h in frame["phash"]], dtype=np.uint64)
+    distance = np.bitwise_count(values[:, None] ^ values[None, :])
+    i, j = np.nonzero(np.triu(distance <= config.data.near_duplicate_max_distance, 1))
+    assert dedup.hamming_pairs(list(frame["phash"]), config.data.near_duplicate_max_distance) == [
+        (int(a), int(b), int(distance[a, b])) for a, b in zip(i, j)]
+    i, j = np.nonzero(np.triu(thumbnails @ thumbnails.T >= config.data.near_duplicate_min_correlation, 1))
+    found = [(a, b) for a, b, _ in dedup.correlated_pairs(thumbnails, config.data.near_duplicate_min_correlation)]
+    assert len(found) > 100 and found == list(zip(i.tolist(), j.tolist()))
+    detail = dedup._detail(descriptors)
+
+    def copies(candidates):
+        candidates = list(candidates)
+        scores = dedup.refine_match(detail, candidates)
+        return {(min(a, b), max(a, b)) for (a, b, _), score in zip(candidates, scores)
+                if score >= config.data.near_duplicate_min_crop_correlation}  # fmt: skip
+
+    exhaustive = copies(dedup.crop_candidates_all_pairs(detail, dedup.CROP_CANDIDATES_PER_IMAGE))
+    assert len(exhaustive) > 200 and copies(dedup.crop_candidates(detail, dedup.CROP_CANDIDATES_PER_IMAGE)) == exhaustive
 
 
 def _ground_truth_in_run(shared_datasets: Path, config, manifest: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,239 @@
+"""Scale benchmark: wall time and peak memory per pipeline stage on N synthetic chest-X-ray phantoms.
+
+    nice python benchmarks/scale.py --n 1000 10000 [--work /tmp/scale-bench] [--out benchmarks/scale.json]
+
+For each N: writes phantoms 0..N-1 (benchmarks/phantoms.py, class-folder layout), then times, on the default
+config's models and preprocessing with only the data source replaced:
+  ingest (read, hash, decode, preprocess into a cold image cache, in parallel), dedup (all duplicate checks),
+  split_validation (patient split, rebalancing and the GX checks), cnn_epoch (one training epoch of the CNN),
+  evaluation (the CNN's predictions on the test split), vgg16_features_sample (the frozen VGG16's one-off
+  feature extraction on a sample, reported per image), vgg16_head_epoch (one epoch of its head on N cached
+  feature vectors).
+Peak RSS (this process and its worker processes, sampled every 0.1 s) is recorded per stage. Writes the results
+JSON (with the 100k/10k or largest/second-largest per-image time ratio per stage) and a log-log PNG beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from phantoms import FOLDERS, write_phantoms  # noqa: E402
+
+from covid_xray.config import RunConfig, SourceConfig, load_config  # noqa: E402
+
+STAGES = ["ingest", "dedup", "split_validation", "cnn_epoch", "evaluation", "vgg16_features_sample",
+          "vgg16_head_epoch"]  # fmt: skip
+FEATURE_SAMPLE = 64
+
+
+def benchmark_config(root: Path, cache_dir: Path, base: str = "configs/default.yaml") -> RunConfig:
+    """The default config on the phantoms: its preprocessing, split, validation and models; one folder source."""
+    config = load_config(base)
+    source = SourceConfig(reader="folder", path="phantoms", name="phantoms", patient_pattern=r"^(P\d+)_",
+                          labels={folder: label for label, folder in FOLDERS.items()})  # fmt: skip
+    data = config.data.model_copy(update={"root": str(root), "sources": [source], "cache_dir": str(cache_dir)})
+    data = type(data).model_validate(data.model_dump())
+    validation = config.validation.model_copy(update={"allowed_views": [*config.validation.allowed_views]})
+    return config.model_copy(update={"data": data, "validation": validation})
+
+
+class PeakMemory:
+    """Peak resident memory (bytes) of this process plus its children while the `with` block runs."""
+
+    def __init__(self, interval: float = 0.1):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = me.memory_info().rss
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the machine may be shared: wall time is
+    what a user waits, CPU time what the work costs)."""
+    import resource
+
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+@contextmanager
+def stage(results: dict, name: str):
+    started, cpu = time.perf_counter(), cpu_seconds()
+    with PeakMemory() as memory:
+        yield results.setdefault(name, {})
+    results[name].setdefault("seconds", time.perf_counter() - started)
+    results[name].setdefault("cpu_seconds", round(cpu_seconds() - cpu, 2))
+    results[name]["peak_rss_gb"] = round(memory.peak / 2**30, 3)
+    results[name]["seconds"] = round(results[name]["seconds"], 2)
+    print(f"  {name}: {results[name]}", flush=True)
+
+
+def model_stages(config: RunConfig, prepared, results: dict) -> None:
+    """Training and evaluation stages, on the library's current data path (whole splits loaded from the image cache).
+
+    The one place that touches training data: switch it to the streamed splits (manifests by reference, tf.data from
+    the cache) when that API lands; the stage names and what each one times stay the same.
+    """
+    import keras
+    import tensorflow as tf
+
+    from covid_xray.dataset import load_split
+    from covid_xray.models import build_head, build_vgg16, feature_extractor
+    from covid_xray.training import as_images, train_model
+
+    split = prepared.manifest
+    cnn = next(m for m in config.models if m.kind == "cnn").model_copy(update={"epochs": 1})
+    vgg = next(m for m in config.models if m.kind == "vgg16")
+    classes = len(config.data.classes)
+    with stage(results, "cnn_epoch") as out:
+        train = load_split(prepared.train_rows, config)
+        val = load_split(split[split["split"] == "val"], config)
+        started = time.perf_counter()
+        trained = train_model(cnn, train, val, n_classes=classes, image_size=config.data.image_size,
+                              image_cache_key=str(split["cache_key"].iloc[0]), cache_dir=str(config.data.cache_dir),
+                              use_feature_cache=False, verbose=0)  # fmt: skip
+        out.update(images=len(train), fit_seconds=round(time.perf_counter() - started, 2))
+    with stage(results, "evaluation") as out:
+        test = load_split(split[split["split"] == "test"], config)
+        trained.model.predict(as_images(test), batch_size=64, verbose=0)
+        out["images"] = len(test)
+    with stage(results, "vgg16_features_sample") as out:
+        sample = load_split(prepared.train_rows.iloc[:FEATURE_SAMPLE], config)
+        extractor = feature_extractor(build_vgg16(vgg, config.data.image_size, classes))
+        extractor.predict(as_images(sample)[:2], verbose=0)  # build and trace before timing
+        started = time.perf_counter()
+        features = extractor.predict(as_images(sample), batch_size=32, verbose=0)
+        out["seconds_per_image"] = round((time.perf_counter() - started) / len(sample), 4)
+        out["images"] = len(sample)
+    with stage(results, "vgg16_head_epoch") as out:
+        # One epoch of the head on as many cached feature vectors as there are training rows: the sample's
+        # vectors repeated (a head epoch's cost depends on the rows and the vector length, not on the values).
+        rows = np.resize(features, (len(prepared.train_rows), features.shape[1])).astype("float32")
+        labels = np.resize(sample.labels, len(rows)).astype("int32")
+        head = build_head(features.shape[1], classes, vgg.head)
+        head.compile(optimizer=keras.optimizers.Adam(vgg.learning_rate), loss="sparse_categorical_crossentropy")
+        dataset = tf.data.Dataset.from_tensor_slices((rows, labels)).shuffle(len(rows), seed=0).batch(vgg.batch_size)
+        head.fit(dataset.prefetch(tf.data.AUTOTUNE), epochs=1, verbose=0)
+        out["images"] = len(rows)
+
+
+def run_one(n: int, work: Path, workers: int | None) -> dict:
+    from covid_xray.dataset import prepare
+    from covid_xray.ingest import ingest
+    from covid_xray.validation import validate_manifest
+
+    root, cache = work / f"n{n}", work / f"n{n}-cache"
+    started = time.perf_counter()
+    write_phantoms(root, n, workers)
+    generated = time.perf_counter() - started
+    import shutil
+
+    shutil.rmtree(cache, ignore_errors=True)  # a cold image cache: ingest decodes every image
+    config = benchmark_config(root, cache)
+    if workers:
+        config = config.model_copy(update={"data": config.data.model_copy(update={"workers": workers})})
+    results: dict = {}
+    print(f"N = {n} (phantoms written in {generated:.0f} s)", flush=True)
+    with stage(results, "ingest") as out:
+        manifest, drops = ingest(config.data, config.validation)
+        seconds = manifest.attrs["seconds"]
+        out.update(seconds=seconds["decode"], images=len(manifest), drops=len(drops))
+    # ingest ends with deduplication, in the same process: its wall and CPU time are taken out of ingest's
+    results["ingest"]["cpu_seconds"] = round(results["ingest"]["cpu_seconds"] - seconds["dedup_cpu"], 2)
+    results["dedup"] = {"seconds": round(seconds["dedup"], 2), "cpu_seconds": round(seconds["dedup_cpu"], 2),
+                        "peak_rss_gb": results["ingest"]["peak_rss_gb"],
+                        "duplicate_drops": int(drops["reason"].str.contains("duplicate").sum())}  # fmt: skip
+    results["ingest"]["seconds"] = round(seconds["decode"], 2)
+    print(f"  dedup: {results['dedup']}", flush=True)
+    with stage(results, "split_validation") as out:
+        prepared = prepare(manifest, config)
+        report = validate_manifest(prepared.manifest, config.validation, config.data.classes)
+        out.update(checks=len(report.checks), failed=[c.expectation for c in report.checks if not c.success])
+    model_stages(config, prepared, results)
+    return {"n": n, "phantom_seconds": round(generated, 1), "duplicate_examples": drops.loc[
+        drops["reason"].str.contains("duplicate"), "reason"].head(5).tolist(), "stages": results}  # fmt: skip
+
+
+def ratios(runs: list[dict]) -> dict:
+    """Per-image time at the largest N over per-image time at the next largest, per stage."""
+    if len(runs) < 2:
+        return {}
+    small, large = sorted(runs, key=lambda r: r["n"])[-2:]
+    return {name: round((large["stages"][name]["seconds"] / large["n"]) / (small["stages"][name]["seconds"] / small["n"]), 2)
+            for name in STAGES if name != "vgg16_features_sample" and small["stages"][name]["seconds"] > 0}  # fmt: skip
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = [r["n"] for r in runs]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for name in STAGES:
+        key = "seconds_per_image" if name == "vgg16_features_sample" else "seconds"
+        values = [r["stages"][name][key] * (r["n"] if key == "seconds_per_image" else 1) for r in runs]
+        label = "vgg16 feature extraction (all N, from the sample)" if key == "seconds_per_image" else name
+        left.loglog(ns, values, "o-", label=label)
+        right.loglog(ns, [r["stages"][name]["peak_rss_gb"] for r in runs], "o-", label=name)
+    left.set(xlabel="images (N)", ylabel="wall time (s)", title="time per stage")
+    right.set(xlabel="images (N)", ylabel="peak RSS (GB)", title="peak memory per stage")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[1000, 10_000])
+    parser.add_argument("--work", default="/tmp/scale-bench", help="phantoms and image caches go here")
+    parser.add_argument("--workers", type=int, default=None, help="ingest and generator processes (default: all cores)")
+    parser.add_argument("--out", default=str(HERE / "scale.json"))
+    args = parser.parse_args(argv)
+    out, runs = Path(args.out), []
+    for n in args.n:  # the JSON and plot are rewritten after every N, so a long run leaves its finished sizes
+        runs.append(run_one(n, Path(args.work), args.workers))
+        result = {"command": "python benchmarks/scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                  "runs": runs, "per_image_time_ratio": ratios(runs)}  # fmt: skip
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        plot(runs, out.with_suffix(".png"))
+    print(json.dumps(result["per_image_time_ratio"]), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,8 @@
     epoch on the cached features (the speed-up the feature cache gives, unchanged by streaming);
 (c) peak memory (RSS above the process after imports) of one epoch over a split of N synthetic images (distinct
     generated files through the image cache), old path (stack, float32 copy, tensor slices) vs streamed.
-Each timing is the best of `--repeats` epochs after a warm-up epoch.
+Each timing is the best of `--repeats`, the two paths' runs interleaved (arrays, stream, arrays, ...) after a warm-up of
+each, so that load from other processes on the machine falls on both.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from covid_xray.models import build_model, feature_extractor  # noqa: E402
 from covid_xray.stream import pixel_batches  # noqa: E402
 from covid_xray.training import training_inputs  # noqa: E402
 from covid_xray.transform import model_input  # noqa: E402
-from timing import best_seconds  # noqa: E402  (benchmarks/ is the script's folder)
+from timing import side_by_side  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def real_split(data: str, cache_dir: str, count: int, size: int):
@@ -78,8 +79,8 @@ def cnn_epoch(config, split, repeats: int) -> dict:
         inputs = training_inputs(split, model_config, model_config.augment, x=x)
         return lambda: model.fit(**inputs, epochs=1, shuffle=False, verbose=0)
 
-    from_arrays = best_seconds(epoch(arrays), repeats)
-    streamed = best_seconds(epoch(None), repeats)
+    times = side_by_side({"arrays": epoch(arrays), "stream": epoch(None)}, repeats)
+    from_arrays, streamed = times["arrays"], times["stream"]
     return {"images": len(split), "image_size": config.data.image_size, "arrays_epoch_s": from_arrays,
             "stream_epoch_s": streamed, "arrays_images_per_s": len(split) / from_arrays,
             "stream_images_per_s": len(split) / streamed, "stream_over_arrays_throughput": from_arrays / streamed}
@@ -94,13 +95,14 @@ def vgg_head(config, split, sample: int, repeats: int) -> dict:
     arrays = model_input(part.pixels())
     extractor.predict(arrays[:32], batch_size=32, verbose=0)  # warm-ups on one batch: a pass costs minutes on a CPU
     extractor.predict(pixel_batches(part.subset(range(32)), 32), verbose=0)
-    extract_arrays = best_seconds(lambda: extractor.predict(arrays, batch_size=32, verbose=0), 1, warm_up=False)
-    extract_stream = best_seconds(lambda: extractor.predict(pixel_batches(part, 32), verbose=0), 1, warm_up=False)
+    times = side_by_side({"arrays": lambda: extractor.predict(arrays, batch_size=32, verbose=0),
+                          "stream": lambda: extractor.predict(pixel_batches(part, 32), verbose=0)}, repeats, False)
+    extract_arrays, extract_stream = times["arrays"], times["stream"]
     features = np.random.default_rng(0).normal(size=(len(split), extractor.output_shape[-1])).astype("float32")
     head = model.get_layer("head")  # an epoch's cost does not depend on the feature values
     head.compile("adam", "sparse_categorical_crossentropy")
     inputs = training_inputs(split, vgg, x=features)
-    head_epoch = best_seconds(lambda: head.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
+    head_epoch = side_by_side({"head": lambda: head.fit(**inputs, epochs=1, shuffle=False, verbose=0)}, repeats)["head"]
     backbone_epoch = len(split) / (len(part) / extract_stream)  # a forward pass over the split, at least
     return {"sample": len(part), "extract_arrays_images_per_s": len(part) / extract_arrays,
             "extract_stream_images_per_s": len(part) / extract_stream,
@@ -189,20 +191,23 @@ def main() -> None:
     parser.add_argument("--vgg-sample", type=int, default=128)
     parser.add_argument("--sizes", default="1000,5000", help="N of the memory measurement, comma-separated")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--parts", default="a,b,c", help="which measurements: a (cnn), b (vgg16), c (memory)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/stream.json"))
     args = parser.parse_args()
     config, split, load_s = real_split(args.data, args.cache, args.images, args.size)
     print(f"{len(split)} real images ({load_s:.1f} s through the cache)", flush=True)
-    results = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-                    "keras": keras.__version__},  # fmt: skip
-        "a_cnn_small_epoch": cnn_epoch(config, split, args.repeats),
-    }
-    print(json.dumps(results["a_cnn_small_epoch"]), flush=True)
-    results["b_frozen_vgg16"] = vgg_head(config, split, args.vgg_sample, args.repeats)
-    print(json.dumps(results["b_frozen_vgg16"]), flush=True)
-    with tempfile.TemporaryDirectory() as work:
-        results["c_memory"] = memory([int(n) for n in args.sizes.split(",")], args.size, Path(work))
+    parts = args.parts.split(",")
+    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+                           "keras": keras.__version__}}  # fmt: skip
+    if "a" in parts:
+        results["a_cnn_small_epoch"] = cnn_epoch(config, split, args.repeats)
+        print(json.dumps(results["a_cnn_small_epoch"]), flush=True)
+    if "b" in parts:
+        results["b_frozen_vgg16"] = vgg_head(config, split, args.vgg_sample, args.repeats)
+        print(json.dumps(results["b_frozen_vgg16"]), flush=True)
+    if "c" in parts:
+        with tempfile.TemporaryDirectory() as work:
+            results["c_memory"] = memory([int(n) for n in args.sizes.split(",")], args.size, Path(work))
     results["peak_rss_mb_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -33,7 +33,8 @@ class TrainResult:
     feature_cache_misses: int = 0
 
 
-def training_inputs(split: Split, config: ModelConfig, augment: str = "none", seed: int = 0, x: Rows | None = None) -> dict:
+def training_inputs(split: Split, config: ModelConfig, augment: str = "none", seed: int = 0,
+                    x: Rows | None = None) -> dict:  # fmt: skip
     """Keyword arguments for `fit` over the split: a tf.data pipeline that shuffles or draws source × label balanced
     batches of row indices, reads those rows (the split's pixels streamed from the image cache, or the rows of an
     in-memory `x` aligned with the split, such as backbone features), augments in parallel (training data only) and

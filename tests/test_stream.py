@@ -35,7 +35,8 @@ def real_rows(config) -> pd.DataFrame:
     cache, picked = image_cache(config), []
     for source in ("darkcovidnet", "actualmed"):
         spec = next(s for s in config.data.sources if s.label == source)
-        found, _ = READERS[spec.reader](Path(config.data.root) / spec.path, spec.label, **spec.reader_options()).frames()
+        reader = READERS[spec.reader]
+        found, _ = reader(Path(config.data.root) / spec.path, spec.label, **spec.reader_options()).frames()
         for label in ("covid", "normal"):
             picked.append(found[found["label"] == label].sort_values("path").head(PER_CELL))
     rows = pd.concat(picked, ignore_index=True)

@@ -79,8 +79,8 @@ def test_mixed_precision_computes_in_float16_with_a_float32_output(tmp_path):
     for kind in ("cnn", "vgg16"):
         config = ModelConfig(name=kind, kind=kind, weights="none", conv_filters=[4], head={"dense_units": [4]}, epochs=1,
                              batch_size=4, precision="mixed_float16")  # fmt: skip
-        result = train_model(config, tiny_split(8, 0, tmp_path), tiny_split(4, 50, tmp_path), n_classes=2, image_size=32,
-                             image_cache_key="a", cache_dir=str(tmp_path), verbose=0)  # fmt: skip
+        result = train_model(config, tiny_split(8, 0, tmp_path), tiny_split(4, 50, tmp_path), n_classes=2,
+                             image_size=32, image_cache_key="a", cache_dir=str(tmp_path), verbose=0)  # fmt: skip
         model = result.model
         assert model(model_input(tiny_split(2, 9, tmp_path).pixels())).dtype == "float32"
         convs = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.Conv2D) and layer.name != "vgg_preprocess"]

@@ -81,7 +81,8 @@ def with_features(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.outputs[0], features])
 
 
-def predict_both(both: keras.Model, images: np.ndarray | tf.data.Dataset, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def predict_both(both: keras.Model, images: np.ndarray | tf.data.Dataset,
+                 batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The two outputs of a two-output model over `images`: (n, size, size) pixels, or a dataset of model input
     batches (a split's pixels streamed from the image cache, `stream.pixel_batches`)."""
     streamed = isinstance(images, tf.data.Dataset)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from covid_xray.config import load_config  # noqa: E402
-from covid_xray.dataset import load_split  # noqa: E402
+from covid_xray.dataset import split_of  # noqa: E402
 from covid_xray.ingest import ingest  # noqa: E402
 from covid_xray.models import VGG16_CONV_LAYERS, build_backbone  # noqa: E402
 
@@ -38,10 +38,10 @@ def main() -> None:
     config = load_config(args.config)
     config = config.model_copy(update={"data": config.data.model_copy(update={"image_size": args.size})})
     manifest, drops = ingest(config.data, config.validation)
-    split = load_split(manifest, config)
+    split = split_of(manifest, config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "data.npz", images=split.images.astype(np.uint8),
+    np.savez_compressed(out / "data.npz", images=split.pixels(),
                         label=(manifest["label"] == "covid").to_numpy(np.int8),
                         source=manifest["source"].to_numpy(str), group=manifest["group_id"].to_numpy(str))  # fmt: skip
     backbone = build_backbone(args.size, args.weights)

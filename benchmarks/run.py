@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--data ../shared/datasets/darkcovidnet] [--images 256] [--out benchmarks/results.json]
 
-(a) training throughput: our tf.data input (shuffle, batch, prefetch from the decoded-image cache) + CNN,
+(a) training throughput: our tf.data input (shuffle, batch, read from the decoded-image cache, prefetch) + CNN,
     against the same model fitted on in-memory tensors (goal: ratio >= 0.9);
 (b) one epoch of a frozen VGG16's head: on cached backbone features, against recomputing the backbone;
 (c) reading images for training: our cache + tf.data, against keras.utils.image_dataset_from_directory
@@ -33,7 +33,9 @@ import tensorflow as tf  # noqa: E402
 from covid_xray.config import ModelConfig  # noqa: E402
 from covid_xray.images import ImageCache, ImageError, sha256_file  # noqa: E402
 from covid_xray.models import build_cnn, build_vgg16, feature_extractor  # noqa: E402
-from covid_xray.training import Split, as_images, training_inputs  # noqa: E402
+from covid_xray.stream import CacheRef, Split  # noqa: E402
+from covid_xray.training import training_inputs  # noqa: E402
+from covid_xray.transform import model_input  # noqa: E402
 from timing import best_seconds  # noqa: E402  (benchmarks/ is the script's folder)
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -44,20 +46,20 @@ def load_images(folder: Path, count: int, size: int, cache_root: Path) -> tuple[
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES)
     classes = sorted({p.parent.name for p in files})
     cache = ImageCache(cache_root, size, 50_000_000, 32)
-    images, labels, keys, used = [], [], [], []
+    labels, keys, used = [], [], []
     started = time.perf_counter()
     for path in files:
         if len(used) == count:
             break
         try:
             sha = sha256_file(path)
-            images.append(cache.get(path, sha).pixels)
+            cache.get(path, sha)
         except ImageError:
             continue
         labels.append(classes.index(path.parent.name))
         keys.append(sha)
         used.append(path)
-    return Split(np.stack(images), np.array(labels, np.int32), keys), used, time.perf_counter() - started
+    return Split(keys, np.array(labels, np.int32), CacheRef.of(cache)), used, time.perf_counter() - started
 
 
 def input_pipeline_vs_in_memory(split: Split, size: int, repeats: int) -> dict:
@@ -71,8 +73,8 @@ def input_pipeline_vs_in_memory(split: Split, size: int, repeats: int) -> dict:
         return model
 
     ours, plain = fresh_model(), fresh_model()
-    inputs = training_inputs(as_images(split), split, config)
-    tensors = tf.constant(as_images(split)), tf.constant(split.labels)
+    inputs = training_inputs(split, config)
+    tensors = tf.constant(model_input(split.pixels())), tf.constant(split.labels)
     pipeline = best_seconds(lambda: ours.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
     memory = best_seconds(lambda: plain.fit(*tensors, batch_size=32, epochs=1, shuffle=True, verbose=0), repeats)
     return {"images": len(split), "pipeline_images_per_s": len(split) / pipeline,
@@ -85,12 +87,12 @@ def cached_features_vs_backbone(split: Split, size: int, repeats: int) -> dict:
     model = build_vgg16(config, size, n_classes)
     model.compile("adam", "sparse_categorical_crossentropy")
     started = time.perf_counter()
-    features = feature_extractor(model).predict(as_images(split), batch_size=32, verbose=0)
+    features = feature_extractor(model).predict(model_input(split.pixels()), batch_size=32, verbose=0)
     extract = time.perf_counter() - started
     head = model.get_layer("head")
     head.compile("adam", "sparse_categorical_crossentropy")
     cached = best_seconds(lambda: head.fit(features, split.labels, batch_size=32, epochs=1, verbose=0), repeats)
-    inputs = training_inputs(as_images(split), split, config)
+    inputs = training_inputs(split, config)
     full = best_seconds(lambda: model.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
     return {"images": len(split), "image_size": size, "cached_epoch_s": cached, "backbone_epoch_s": full,
             "feature_extraction_once_s": extract, "speedup": full / cached}  # fmt: skip
@@ -105,12 +107,10 @@ def ours_vs_image_dataset_from_directory(split: Split, files: list[Path], size: 
         keras_dataset = keras.utils.image_dataset_from_directory(tmp, color_mode="grayscale", image_size=(size, size),
                                                                  batch_size=32, shuffle=True, seed=0, verbose=False)  # fmt: skip
         keras_seconds = best_seconds(lambda: [batch for batch in keras_dataset], repeats)
-    cache = ImageCache(cache_root, size, 50_000_000, 32)
+    config = ModelConfig(name="cnn", kind="cnn", batch_size=32)
 
-    def ours_epoch():
-        images = cache.stack(split.keys)  # the decoded, resized pixels from the cache (a training run's load)
-        dataset = tf.data.Dataset.from_tensor_slices((images[..., None].astype("float32"), split.labels))
-        return [batch for batch in dataset.shuffle(len(split), seed=0).batch(32).prefetch(tf.data.AUTOTUNE)]
+    def ours_epoch():  # the decoded, resized pixels streamed from the cache, as training reads them
+        return [batch for batch in training_inputs(split, config)["x"]]
 
     ours_seconds = best_seconds(ours_epoch, repeats)
     return {"images": len(split), "ours_images_per_s": len(split) / ours_seconds,

@@ -1,4 +1,4 @@
-"""From the deduplicated manifest to training arrays: split, rebalance, load cached pixels."""
+"""From the deduplicated manifest to splits: split, rebalance, and each split by reference to the cached pixels."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .config import RunConfig
 from .images import ImageCache
 from .rebalance import composition, cramers_v, rebalance
 from .split import patient_split
-from .training import Split
+from .stream import CacheRef, Split
 
 
 @dataclass
@@ -37,11 +37,18 @@ def image_cache(config: RunConfig) -> ImageCache:
     return ImageCache.for_data(config.data, config.validation.min_side)
 
 
-def load_split(rows: pd.DataFrame, config: RunConfig) -> Split:
-    """Pixels (from the image cache), class indices, content keys and sources of `rows`."""
+def split_of(rows: pd.DataFrame, config: RunConfig) -> Split:
+    """`rows` by reference: content keys, class indices, sources and patient groups, and the run's image cache, which
+    must hold every row's pixels (ingest fills it); the pixels stay there until training or evaluation streams them."""
     labels = rows["label"].map({c: i for i, c in enumerate(config.data.classes)}).to_numpy(np.int32)
-    keys = list(rows["sha256"])
-    return Split(image_cache(config).stack(keys), labels, keys, rows["source"].to_numpy(dtype=str))
+    groups = rows["group_id"].to_numpy(dtype=str) if "group_id" in rows else None
+    cache = image_cache(config)
+    split = Split(list(rows["sha256"]), labels, CacheRef.of(cache), rows["source"].to_numpy(dtype=str), groups)
+    missing = split.missing()
+    if missing:
+        raise ValueError(f"{len(missing)} of {len(split)} images are not in the image cache {cache.folder} (first: "
+                         f"{missing[0]}): run ingest with the same data settings to fill it")  # fmt: skip
+    return split
 
 
 def manifest_hash(manifest: pd.DataFrame) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from .metrics import source_predictability
+from .transform import model_input
 
 
 def _forward_with_conv(model: keras.Model, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -32,7 +33,7 @@ def _forward_with_conv(model: keras.Model, images: tf.Tensor) -> tuple[tf.Tensor
 
 def grad_cam(model: keras.Model, images: np.ndarray, class_index: int) -> np.ndarray:
     """Heatmaps (n, size, size) in [0, 1] for class `class_index`, upsampled to the input size."""
-    batch = tf.convert_to_tensor(images[..., None].astype("float32"))
+    batch = tf.convert_to_tensor(model_input(images))
     with tf.GradientTape() as tape:
         conv, proba = _forward_with_conv(model, batch)
         score = proba[:, class_index]
@@ -80,13 +81,24 @@ def with_features(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.outputs[0], features])
 
 
-def predict_with_features(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(class probabilities, penultimate features) in one pass (see `with_features`)."""
-    both = with_features(model)
-    if len(images) == 0:
-        return np.zeros((0, model.output_shape[-1]), "float32"), np.zeros((0, both.outputs[1].shape[-1]), "float32")
-    proba, vectors = both.predict(images[..., None].astype("float32"), batch_size=batch_size, verbose=0)
-    return proba, vectors
+def predict_both(both: keras.Model, images: np.ndarray | tf.data.Dataset,
+                 batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The two outputs of a two-output model over `images`: (n, size, size) pixels, or a dataset of model input
+    batches (a split's pixels streamed from the image cache, `stream.pixel_batches`)."""
+    streamed = isinstance(images, tf.data.Dataset)
+    if (int(images.cardinality()) if streamed else len(images)) == 0:
+        return np.zeros((0, both.outputs[0].shape[-1]), "float32"), np.zeros((0, both.outputs[1].shape[-1]), "float32")
+    if streamed:
+        first, second = both.predict(images, verbose=0)
+    else:
+        first, second = both.predict(model_input(images), batch_size=batch_size, verbose=0)
+    return first, second
+
+
+def predict_with_features(model: keras.Model, images: np.ndarray | tf.data.Dataset,
+                          batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(class probabilities, penultimate features) in one pass (see `with_features`, `predict_both`)."""
+    return predict_both(with_features(model), images, batch_size)
 
 
 def shortcut_check(features: np.ndarray, sources: np.ndarray, groups: np.ndarray, confounding: float) -> tuple[dict, str | None]:

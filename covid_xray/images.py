@@ -185,6 +185,10 @@ class ImageCache:
             raise CacheError(f"cannot write the image cache in {self.folder} ({error.strerror or error})") from None
         return decoded
 
+    def has(self, sha256: str) -> bool:
+        """Whether the image with content hash `sha256` is cached (ingest has decoded it with this transform)."""
+        return self._file(sha256).is_file()
+
     def pixels(self, sha256: str) -> np.ndarray:
         with np.load(self._file(sha256)) as data:
             return data["pixels"]

@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 
 from .config import ModelConfig, RunConfig
-from .dataset import image_cache, load_split
+from .dataset import image_cache, split_of
 from .decision import OperatingPoint
 from .metrics import covid_metrics
 from .ood import fit_detector, predict_with_ood_features
 from .operating_point import choose_operating_point
 from .rebalance import class_weights, rebalance
 from .split import hold_out_groups
+from .stream import pixel_batches
 from .training import train_model
 
 log = logging.getLogger(__name__)
@@ -76,14 +77,14 @@ def run_fold(manifest: pd.DataFrame, held_out: str, model: ModelConfig, config: 
                  held_out, excluded, held_out)  # fmt: skip
     val_mask = hold_out_groups(rest, config.split.val_fraction, config.split.seed)
     train_rows = rebalance(rest[~val_mask], config.rebalance)
-    train, val, test = (load_split(rows, config) for rows in (train_rows, rest[val_mask], test_rows))
+    train, val, test = (split_of(rows, config) for rows in (train_rows, rest[val_mask], test_rows))
     classes = config.data.classes
     result = train_model(model, train, val, n_classes=len(classes), image_size=config.data.image_size,
                          image_cache_key=image_cache(config).key, cache_dir=config.data.cache_dir,
                          class_weight=class_weights(train.labels, len(classes), config.rebalance.strategy),
                          callbacks=callbacks, verbose=0)  # fmt: skip
-    proba, test_features = predict_with_ood_features(result.model, test.images)
-    val_proba, val_features = predict_with_ood_features(result.model, val.images)
+    proba, test_features = predict_with_ood_features(result.model, pixel_batches(test))
+    val_proba, val_features = predict_with_ood_features(result.model, pixel_batches(val))
     # Out-of-distribution flags as the fold's logged model would raise them: fitted on the fold's training features,
     # threshold on its validation rows; the held-out source's flag rate says how often an unseen hospital is flagged.
     ood = fit_detector(result.model, model, train, val_features, config)

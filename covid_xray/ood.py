@@ -99,16 +99,15 @@ def feature_model(model):
     return keras.Model(model.inputs, [model.outputs[0], keras.ops.concatenate(pooled, axis=-1)])
 
 
-def predict_with_ood_features(model, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(class probabilities, out-of-distribution features) of `images` (n, size, size) uint8 in one pass."""
-    both = feature_model(model)
-    if len(images) == 0:
-        return np.zeros((0, model.output_shape[-1]), "float32"), np.zeros((0, both.outputs[1].shape[-1]), "float32")
-    proba, features = both.predict(images[..., None].astype("float32"), batch_size=batch_size, verbose=0)
-    return proba, features
+def predict_with_ood_features(model, images, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(class probabilities, out-of-distribution features) of `images` in one pass: (n, size, size) uint8 pixels, or
+    a dataset of model input batches (a split streamed from the image cache, `stream.pixel_batches`)."""
+    from .explain import predict_both
+
+    return predict_both(feature_model(model), images, batch_size)
 
 
-def ood_features(model, images: np.ndarray, penultimate: np.ndarray | None = None) -> np.ndarray:
+def ood_features(model, images, penultimate: np.ndarray | None = None) -> np.ndarray:
     """The out-of-distribution features of `images`; `penultimate` (`explain.predict_with_features`' features of the
     same images) is returned as is where they are the same (VGG16: no second pass through the backbone)."""
     same = feature_model(model).outputs[1].name == model.get_layer("pool").output.name if _is_vgg(model) else False
@@ -125,13 +124,14 @@ def split_features(model, model_config, split, image_cache_key: str, image_size:
     """The out-of-distribution features of `split`'s images. A VGG16 whose backbone stayed frozen reads the backbone
     features training cached (`training.FeatureCache`: the same vectors); other models run once over the images."""
     from .models import feature_extractor
+    from .stream import pixel_batches
     from .training import FeatureCache, feature_cache_key
 
     fine_tuned = model_config.kind == "vgg16" and model_config.fine_tune_blocks and model_config.fine_tune_epochs
     if model_config.kind == "vgg16" and not fine_tuned and model_config.precision == "float32":
         cache = FeatureCache(cache_dir, feature_cache_key(model_config, image_cache_key, image_size))
         return cache.features(feature_extractor(model), split, model_config.batch_size)
-    return predict_with_ood_features(model, split.images)[1]
+    return predict_with_ood_features(model, pixel_batches(split))[1]
 
 
 def fit_detector(model, model_config, train, val_features: np.ndarray, config) -> OODDetector:

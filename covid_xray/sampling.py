@@ -24,6 +24,8 @@ def cell_ids(sources: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, list[
 def balanced_dataset(x: np.ndarray, labels: np.ndarray, cells: np.ndarray, batch_size: int, seed: int = 0) -> tf.data.Dataset:
     """An endless dataset of (x, label) batches in which every cell is drawn with the same probability.
 
+    `x` is typically the row indices `np.arange(n)`: the trainer reads the drawn rows' pixels from the image cache
+    after batching (covid_xray.stream), so the draw is the same whatever the rows hold.
     Within a cell rows are drawn in shuffled order and repeated, so small cells are oversampled and large
     ones subsampled. Train with `steps_per_epoch=steps_per_epoch(len(labels), batch_size)`."""
     per_cell = []

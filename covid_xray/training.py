@@ -1,8 +1,9 @@
-"""Train one configured model variant on in-memory image arrays.
+"""Train one configured model variant on a split's pixels, streamed from the image cache.
 
 VGG16 with a frozen backbone trains its head on backbone features computed once per image and
 cached on disk (keyed by image content, preprocessing and backbone weights); an optional phase 2
-unfreezes the last blocks and fine-tunes on images. CNNs train on images through tf.data.
+unfreezes the last blocks and fine-tunes on images. CNNs train on images through tf.data
+(see covid_xray.stream).
 """
 
 from __future__ import annotations
@@ -20,19 +21,7 @@ import tensorflow as tf
 from .config import ModelConfig
 from .models import build_model, feature_extractor, make_optimizer, unfreeze_last_blocks, weights_fingerprint
 from .sampling import augment_batch, balanced_dataset, cell_ids, steps_per_epoch
-
-
-@dataclass
-class Split:
-    """Images (n, size, size) uint8, integer labels, content keys (sha256) and sources of one split."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    keys: list[str]
-    sources: np.ndarray | None = None  # needed by source_label sampling
-
-    def __len__(self) -> int:
-        return len(self.labels)
+from .stream import Rows, Split, labelled_batches, pixel_batches, with_rows
 
 
 @dataclass
@@ -44,33 +33,28 @@ class TrainResult:
     feature_cache_misses: int = 0
 
 
-def training_inputs(x: np.ndarray, split: Split, config: ModelConfig, augment: str = "none", seed: int = 0) -> dict:
-    """Keyword arguments for `fit` over (x, labels): a tf.data pipeline that shuffles or draws source × label
-    balanced batches, augments in parallel (training data only) and prefetches. (Pass fit `shuffle=False`: the
-    dataset shuffles itself.)"""
+def training_inputs(split: Split, config: ModelConfig, augment: str = "none", seed: int = 0,
+                    x: Rows | None = None) -> dict:  # fmt: skip
+    """Keyword arguments for `fit` over the split: a tf.data pipeline that shuffles or draws source × label balanced
+    batches of row indices, reads those rows (the split's pixels streamed from the image cache, or the rows of an
+    in-memory `x` aligned with the split, such as backbone features), augments in parallel (training data only) and
+    prefetches. (Pass fit `shuffle=False`: the dataset shuffles itself.)"""
+    rows = np.arange(len(split))
     if config.sampling == "source_label":
         if split.sources is None:
             raise ValueError("sampling: source_label needs the training rows' sources")
         cells, _ = cell_ids(np.asarray(split.sources), split.labels)
-        dataset = balanced_dataset(x, split.labels, cells, config.batch_size, seed)
+        dataset = balanced_dataset(rows, split.labels, cells, config.batch_size, seed)
         steps = {"steps_per_epoch": steps_per_epoch(len(split), config.batch_size)}
     else:
-        dataset = tf.data.Dataset.from_tensor_slices((x, split.labels.astype("int32")))
+        dataset = tf.data.Dataset.from_tensor_slices((rows, split.labels.astype("int32")))
         dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).batch(config.batch_size)
         steps = {}
+    dataset = with_rows(dataset, split if x is None else x)
     augment_fn = augment_batch(augment, seed)
     if augment_fn is not None:
         dataset = dataset.map(augment_fn, num_parallel_calls=tf.data.AUTOTUNE)
     return {"x": dataset.prefetch(tf.data.AUTOTUNE), **steps}
-
-
-def evaluation_inputs(x: np.ndarray, split: Split, batch_size: int) -> tf.data.Dataset:
-    dataset = tf.data.Dataset.from_tensor_slices((x, split.labels.astype("int32")))
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def as_images(split: Split) -> np.ndarray:
-    return split.images[..., None].astype("float32")
 
 
 class FeatureCache:
@@ -89,8 +73,8 @@ class FeatureCache:
         if missing:
             self.folder.mkdir(parents=True, exist_ok=True)
             # Keras' progress bar: on a CPU this is the slow part of a first run (cached afterwards).
-            computed = extractor.predict(split.images[missing][..., None].astype("float32"),
-                                         batch_size=batch_size, verbose=1 if len(missing) > batch_size else 0)  # fmt: skip
+            computed = extractor.predict(pixel_batches(split.subset(missing), batch_size),
+                                         verbose=1 if len(missing) > batch_size else 0)  # fmt: skip
             for i, vector in zip(missing, computed):
                 np.save(files[i], vector.astype("float32"))
         return np.stack([np.load(file) for file in files]) if files else np.zeros((0, 0), "float32")
@@ -134,8 +118,8 @@ def _compile(model: keras.Model, optimizer: str, learning_rate: float) -> None:
 
 def _fit_images(model, config, train, val, cache_dir, stage, class_weight, extra, verbose, **epochs):
     """`model.fit` on the split's images (augmented per config), checkpointed under `stage`."""
-    return model.fit(**training_inputs(as_images(train), train, config, config.augment),
-                     validation_data=evaluation_inputs(as_images(val), val, config.batch_size),
+    return model.fit(**training_inputs(train, config, config.augment),
+                     validation_data=labelled_batches(val, config.batch_size),
                      class_weight=class_weight, shuffle=False,
                      callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, stage), extra),
                      verbose=verbose, **epochs)  # fmt: skip
@@ -152,8 +136,8 @@ def _fit(model, config, train, val, image_cache_key, image_size, cache_dir, clas
         result.feature_cache_hits, result.feature_cache_misses = cache.hits, cache.misses
         head = model.get_layer("head")  # shared with `model`: training it trains the full model's head
         _compile(head, config.optimizer, config.learning_rate)
-        history = head.fit(**training_inputs(train_features, train, config),
-                           validation_data=evaluation_inputs(val_features, val, config.batch_size),
+        history = head.fit(**training_inputs(train, config, x=train_features),
+                           validation_data=labelled_batches(val, config.batch_size, x=val_features),
                            epochs=config.epochs, class_weight=class_weight, shuffle=False,
                            callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, "head"), extra),
                            verbose=verbose)  # fmt: skip

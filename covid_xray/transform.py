@@ -80,4 +80,10 @@ class InferenceTransform:
         arrays = list(arrays)
         if not arrays:
             return np.zeros((0, self.image_size, self.image_size, 1), np.float32)
-        return np.stack(arrays)[..., None].astype(np.float32)
+        return model_input(np.stack(arrays))
+
+
+def model_input(pixels: np.ndarray) -> np.ndarray:
+    """The model input of transformed pixels: (n, size, size) uint8 → float32 (n, size, size, 1), exactly (the models
+    rescale 0..255 themselves). The one conversion: training, evaluation, serving and explanations all call it."""
+    return np.asarray(pixels)[..., None].astype(np.float32)

@@ -13,7 +13,7 @@ from zenml import step
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
-from covid_xray.dataset import image_cache, load_split
+from covid_xray.dataset import image_cache, split_of
 from covid_xray.explain import grad_cam, predict_with_features, sample_per_class, save_grad_cam_figure, shortcut_check
 from covid_xray.calibration import reliability
 from covid_xray.metrics import confusion, covid_metrics, per_source_metrics, save_plots
@@ -21,7 +21,7 @@ from covid_xray.ood import fit_detector, ood_features
 from covid_xray.operating_point import choose_operating_point
 from covid_xray.rebalance import cramers_v
 from covid_xray.serving import log_model
-from covid_xray.training import Split
+from covid_xray.stream import Split, pixel_batches
 
 logger = get_logger(__name__)
 
@@ -34,8 +34,8 @@ def evaluate_model(
     classes = config.data.classes
     by_key = split_manifest.set_index("sha256")
     rows, val_rows = (by_key.loc[split.keys].reset_index() for split in (test_set, val_set))
-    test_raw, test_features = predict_with_features(model, test_set.images)
-    val_raw, val_features = predict_with_features(model, val_set.images)
+    test_raw, test_features = predict_with_features(model, pixel_batches(test_set))
+    val_raw, val_features = predict_with_features(model, pixel_batches(val_set))
     operating_point = choose_operating_point(val_rows["label"].to_numpy(), val_raw, classes,
                                              config.evaluation.operating_point)  # fmt: skip
     threshold = operating_point.threshold
@@ -46,8 +46,8 @@ def evaluate_model(
     test |= {"ece": after["ece"], "ece_before_calibration": before["ece"], "brier_before_calibration": before["brier"]}
     by_source = per_source_metrics(rows, test_proba, classes, threshold)
     model_config = next(m for m in config.models if m.name == model.name)
-    train_split = load_split(split_manifest[split_manifest["split"] == "train"], config)
-    val_ood, test_ood = (ood_features(model, s.images, f) for s, f in ((val_set, val_features), (test_set, test_features)))
+    train_split = split_of(split_manifest[split_manifest["split"] == "train"], config)
+    val_ood, test_ood = (ood_features(model, pixel_batches(s), f) for s, f in ((val_set, val_features), (test_set, test_features)))
     ood = fit_detector(model, model_config, train_split, val_ood, config)  # logged with the model below
     test |= {"ood_flag_rate": ood.flag_rate(test_ood)}
     val |= {"ood_flag_rate": ood.val_flag_rate}
@@ -74,10 +74,11 @@ def evaluate_model(
             for path in save_plots(rows["label"], test_proba, classes, folder, threshold, uncalibrated=test_raw):
                 mlflow.log_artifact(path, "evaluation")
             shown = sample_per_class(test_set.labels, per_class=4)
-            heatmaps = grad_cam(model, test_set.images[shown], classes.index("covid"))
+            shown_pixels = test_set.pixels(shown)
+            heatmaps = grad_cam(model, shown_pixels, classes.index("covid"))
             titles = [f"{rows['source'][i]} · {rows['label'][i]} · p(covid) {test_proba[i, classes.index('covid')]:.2f}"
                       for i in shown]  # fmt: skip
-            save_grad_cam_figure(test_set.images[shown], heatmaps, titles, f"{folder}/grad_cam.png")
+            save_grad_cam_figure(shown_pixels, heatmaps, titles, f"{folder}/grad_cam.png")
             mlflow.log_artifact(f"{folder}/grad_cam.png", "evaluation")
         held_out = split_manifest.set_index("sha256").loc[val_set.keys + test_set.keys]
         shortcut, warning = shortcut_check(np.concatenate([val_features, test_features]), held_out["source"].to_numpy(),

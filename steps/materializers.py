@@ -1,21 +1,22 @@
-"""ZenML materializers for Keras 3 models (.keras files) and image splits (.npz).
+"""ZenML materializers for Keras 3 models (.keras files) and splits by reference (.json: keys, labels, sources,
+groups and the image cache's identity; no pixels, which stay in the content-addressed image cache).
 
 ZenML's TensorFlow integration does not support Keras 3, so models are stored in Keras' own format.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from typing import Any, ClassVar
 
 import keras
-import numpy as np
 from zenml.enums import ArtifactType
 from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
-from covid_xray.training import Split
+from covid_xray.stream import Split
 
 
 class KerasMaterializer(BaseMaterializer):
@@ -39,14 +40,12 @@ class KerasMaterializer(BaseMaterializer):
 class SplitMaterializer(BaseMaterializer):
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (Split,)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
-    FILENAME = "split.npz"
+    FILENAME = "split.json"
 
     def load(self, data_type: type[Any]) -> Split:
-        with fileio.open(os.path.join(self.uri, self.FILENAME), "rb") as handle, np.load(handle) as data:
-            sources = data["sources"] if "sources" in data.files else None
-            return Split(data["images"], data["labels"], [str(k) for k in data["keys"]], sources)
+        with fileio.open(os.path.join(self.uri, self.FILENAME), "r") as handle:
+            return Split.from_record(json.load(handle))
 
     def save(self, split: Split) -> None:
-        with fileio.open(os.path.join(self.uri, self.FILENAME), "wb") as handle:
-            extra = {} if split.sources is None else {"sources": np.asarray(split.sources, dtype=str)}
-            np.savez(handle, images=split.images, labels=split.labels, keys=np.asarray(split.keys, dtype=str), **extra)
+        with fileio.open(os.path.join(self.uri, self.FILENAME), "w") as handle:
+            json.dump(split.to_record(), handle)

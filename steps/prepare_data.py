@@ -1,4 +1,4 @@
-"""Patient-level split, rebalancing of the training split, and the arrays each split trains or tests on."""
+"""Patient-level split, rebalancing of the training split, and each split by reference to its cached pixels."""
 
 from typing import Annotated
 
@@ -8,8 +8,8 @@ from zenml import step
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
-from covid_xray.dataset import load_split, manifest_hash, prepare
-from covid_xray.training import Split
+from covid_xray.dataset import manifest_hash, prepare, split_of
+from covid_xray.stream import Split
 
 logger = get_logger(__name__)
 
@@ -39,5 +39,5 @@ def prepare_data(manifest: pd.DataFrame, config: RunConfig) -> tuple[
     mlflow.log_text(split.drop(columns=["path"]).to_csv(index=False), "data/manifest.csv")
     digest = manifest_hash(split)
     mlflow.set_tag("data.manifest_hash", digest)
-    return (split, load_split(prepared.train_rows, config), load_split(split[split["split"] == "val"], config),
-            load_split(split[split["split"] == "test"], config), digest)  # fmt: skip
+    return (split, split_of(prepared.train_rows, config), split_of(split[split["split"] == "val"], config),
+            split_of(split[split["split"] == "test"], config), digest)  # fmt: skip

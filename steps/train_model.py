@@ -11,7 +11,8 @@ from covid_xray.config import RunConfig
 from covid_xray.dataset import image_cache
 from covid_xray.rebalance import class_weights
 from covid_xray.tracking import dvc_data_version, flat_params, git_commit, hardware, log_training_dataset
-from covid_xray.training import Split, train_model as fit
+from covid_xray.stream import Split
+from covid_xray.training import train_model as fit
 
 logger = get_logger(__name__)
 

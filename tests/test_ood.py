@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from covid_xray.config import load_config
-from covid_xray.dataset import image_cache, load_split
+from covid_xray.dataset import image_cache, split_of
 from covid_xray.decision import OperatingPoint
 from covid_xray.ingest import ingest
 from covid_xray.ood import OODDetector, fit_detector, predict_with_ood_features
@@ -18,6 +18,7 @@ from covid_xray.predict import Predictor
 from covid_xray.predict_io import answer_records, summary_line, text_line
 from covid_xray.serving import encode_image, log_model
 from covid_xray.split import patient_split
+from covid_xray.stream import pixel_batches
 from covid_xray.training import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,10 +75,10 @@ def trained(shared_datasets, tmp_path_factory):
     model_config = next(m for m in config.models if m.name == "cnn-small").model_copy(update={"epochs": 2})
     manifest, _ = ingest(config.data, config.validation)
     split = patient_split(manifest, config.split)
-    train, val, test = (load_split(split[split["split"] == s], config) for s in ("train", "val", "test"))
+    train, val, test = (split_of(split[split["split"] == s], config) for s in ("train", "val", "test"))
     result = train_model(model_config, train, val, n_classes=2, image_size=config.data.image_size,
                          image_cache_key=image_cache(config).key, cache_dir=str(cache), verbose=0)  # fmt: skip
-    val_features, test_features = (predict_with_ood_features(result.model, s.images)[1] for s in (val, test))
+    val_features, test_features = (predict_with_ood_features(result.model, pixel_batches(s))[1] for s in (val, test))
     return config, model_config, result.model, train, val_features, test_features, split
 
 

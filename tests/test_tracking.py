@@ -4,7 +4,8 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 
-from covid_xray.training import Split
+from covid_xray.stream import CacheRef, Split
+from covid_xray.transform import InferenceTransform
 from covid_xray.tracking import log_training_dataset
 
 
@@ -13,7 +14,8 @@ def test_training_images_are_the_runs_input_dataset_named_by_the_data_version(tm
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = MlflowClient(uri)
     experiment = client.create_experiment("t", artifact_location=(tmp_path / "a").as_uri())
-    split = Split(np.zeros((3, 8, 8), np.uint8), np.array([0, 1, 1]), ["k1", "k2", "k3"], np.array(["a", "b", "b"]))
+    split = Split(["k1", "k2", "k3"], np.array([0, 1, 1]), CacheRef(str(tmp_path), InferenceTransform(8)),
+                  np.array(["a", "b", "b"]))
     with mlflow.start_run(experiment_id=experiment) as run:
         log_training_dataset(split, ["covid", "normal"], "0123456789ab", "d41d8cd98f00")
     [found] = client.get_run(run.info.run_id).inputs.dataset_inputs

@@ -8,18 +8,28 @@ import pytest
 from fixtures import xray_like
 
 from covid_xray.config import ModelConfig
-from covid_xray.training import Split, train_model
+from covid_xray.images import ImageCache, sha256_file
+from covid_xray.stream import CacheRef, Split
+from covid_xray.training import train_model
+from covid_xray.transform import model_input
 
 
-def tiny_split(n: int, seed: int) -> Split:
+def tiny_split(n: int, seed: int, root: Path) -> Split:
+    """`n` generated pictures as files, through the image cache at 32 px: a split by reference to their pixels."""
+    cache, keys = ImageCache(root / "cache", 32, 50_000_000, 1), []
     labels = np.arange(n) % 2
-    images = np.stack([np.asarray(xray_like(seed + i, "covid" if y == 0 else "normal").resize((32, 32))) for i, y in enumerate(labels)])
-    return Split(images, labels.astype(np.int32), [f"k{seed + i}" for i in range(n)])
+    for i, y in enumerate(labels):
+        path = root / "files" / f"{seed + i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        xray_like(seed + i, "covid" if y == 0 else "normal").save(path)
+        keys.append(sha256_file(path))
+        cache.get(path, keys[-1])
+    return Split(keys, labels.astype(np.int32), CacheRef.of(cache))
 
 
 def test_frozen_vgg_features_are_cached_and_reused(tmp_path):
     config = ModelConfig(name="v", kind="vgg16", weights="none", epochs=1, batch_size=4, head={"dense_units": [4]})
-    train, val = tiny_split(8, 0), tiny_split(4, 100)
+    train, val = tiny_split(8, 0, tmp_path), tiny_split(4, 100, tmp_path)
     first = train_model(config, train, val, n_classes=2, image_size=32, image_cache_key="a", cache_dir=str(tmp_path), verbose=0)
     assert (first.feature_cache_hits, first.feature_cache_misses) == (0, 12)
     second = train_model(config, train, val, n_classes=2, image_size=32, image_cache_key="a", cache_dir=str(tmp_path), verbose=0)
@@ -31,10 +41,10 @@ def test_frozen_vgg_features_are_cached_and_reused(tmp_path):
 def test_cnn_trains_and_records_one_history_point_per_epoch(tmp_path):
     config = ModelConfig(name="c", kind="cnn", conv_filters=[4], head={"dense_units": [4]}, epochs=2, batch_size=4,
                          early_stopping_patience=0, augment=True)  # fmt: skip
-    result = train_model(config, tiny_split(8, 0), tiny_split(4, 50), n_classes=2, image_size=32,
+    result = train_model(config, tiny_split(8, 0, tmp_path), tiny_split(4, 50, tmp_path), n_classes=2, image_size=32,
                          image_cache_key="a", cache_dir=str(tmp_path), verbose=0)  # fmt: skip
     assert len(result.history["loss"]) == 2 and len(result.history["val_accuracy"]) == 2
-    assert result.model.predict(tiny_split(2, 9).images[..., None].astype("float32"), verbose=0).shape == (2, 2)
+    assert result.model.predict(model_input(tiny_split(2, 9, tmp_path).pixels()), verbose=0).shape == (2, 2)
 
 
 class StopAfterEpoch(keras.callbacks.Callback):
@@ -52,7 +62,7 @@ class StopAfterEpoch(keras.callbacks.Callback):
 def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     config = ModelConfig(name="c", kind="cnn", conv_filters=[4], head={"dense_units": [4]}, epochs=4, batch_size=4,
                          early_stopping_patience=0)  # fmt: skip
-    train, val = tiny_split(8, 0), tiny_split(4, 50)
+    train, val = tiny_split(8, 0, tmp_path), tiny_split(4, 50, tmp_path)
     kwargs = dict(n_classes=2, image_size=32, image_cache_key="a", cache_dir=str(tmp_path), verbose=0)
     with pytest.raises(KeyboardInterrupt):
         train_model(config, train, val, callbacks=[StopAfterEpoch(1)], **kwargs)
@@ -69,10 +79,10 @@ def test_mixed_precision_computes_in_float16_with_a_float32_output(tmp_path):
     for kind in ("cnn", "vgg16"):
         config = ModelConfig(name=kind, kind=kind, weights="none", conv_filters=[4], head={"dense_units": [4]}, epochs=1,
                              batch_size=4, precision="mixed_float16")  # fmt: skip
-        result = train_model(config, tiny_split(8, 0), tiny_split(4, 50), n_classes=2, image_size=32,
-                             image_cache_key="a", cache_dir=str(tmp_path), verbose=0)  # fmt: skip
+        result = train_model(config, tiny_split(8, 0, tmp_path), tiny_split(4, 50, tmp_path), n_classes=2,
+                             image_size=32, image_cache_key="a", cache_dir=str(tmp_path), verbose=0)  # fmt: skip
         model = result.model
-        assert model(tiny_split(2, 9).images[..., None].astype("float32")).dtype == "float32"
+        assert model(model_input(tiny_split(2, 9, tmp_path).pixels())).dtype == "float32"
         convs = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.Conv2D) and layer.name != "vgg_preprocess"]
         assert convs and all(layer.compute_dtype == "float16" and layer.variable_dtype == "float32" for layer in convs)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored afterwards
@@ -95,11 +105,13 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
 from covid_xray.config import ModelConfig
 from covid_xray import training
+from pathlib import Path
 from test_training import tiny_split
 training.ACCELERATOR = "CPU"
 assert training.distribution_strategy().num_replicas_in_sync == 2
 config = ModelConfig(name="c", kind="cnn", conv_filters=[4], head={{"dense_units": [4]}}, epochs=1, batch_size=4)
-result = training.train_model(config, tiny_split(8, 0), tiny_split(4, 50), n_classes=2, image_size=32,
+root = Path({str(tmp_path)!r})
+result = training.train_model(config, tiny_split(8, 0, root), tiny_split(4, 50, root), n_classes=2, image_size=32,
                               image_cache_key="a", cache_dir={str(tmp_path)!r}, verbose=0)
 print("replicas ok", len(result.history["loss"]))
 """
@@ -116,7 +128,7 @@ def test_vgg16_phases_change_only_the_layers_they_should(tmp_path):
     common = dict(name="v", kind="vgg16", weights=str(tmp_path / "start.weights.h5"), head={"dense_units": [4]},
                   epochs=1, batch_size=4, early_stopping_patience=0)  # fmt: skip
     kwargs = dict(n_classes=2, image_size=32, image_cache_key="a", cache_dir=str(tmp_path / "cache"), verbose=0)
-    train, val = tiny_split(8, 0), tiny_split(4, 50)
+    train, val = tiny_split(8, 0, tmp_path), tiny_split(4, 50, tmp_path)
 
     def changed(model) -> set[str]:
         backbone = model.get_layer("vgg16")

@@ -100,40 +100,38 @@ def stage(results: dict, name: str):
 
 
 def model_stages(config: RunConfig, prepared, results: dict) -> None:
-    """Training and evaluation stages, on the library's current data path (whole splits loaded from the image cache).
-
-    The one place that touches training data: switch it to the streamed splits (manifests by reference, tf.data from
-    the cache) when that API lands; the stage names and what each one times stay the same.
-    """
+    """Training and evaluation stages on the pipeline's data path: splits by reference, pixels streamed from the
+    image cache through tf.data (covid_xray/stream.py), so memory does not grow with N."""
     import keras
     import tensorflow as tf
 
-    from covid_xray.dataset import load_split
+    from covid_xray.dataset import split_of
     from covid_xray.models import build_head, build_vgg16, feature_extractor
-    from covid_xray.training import as_images, train_model
+    from covid_xray.stream import pixel_batches
+    from covid_xray.training import train_model
 
     split = prepared.manifest
     cnn = next(m for m in config.models if m.kind == "cnn").model_copy(update={"epochs": 1})
     vgg = next(m for m in config.models if m.kind == "vgg16")
     classes = len(config.data.classes)
     with stage(results, "cnn_epoch") as out:
-        train = load_split(prepared.train_rows, config)
-        val = load_split(split[split["split"] == "val"], config)
+        train = split_of(prepared.train_rows, config)
+        val = split_of(split[split["split"] == "val"], config)
         started = time.perf_counter()
         trained = train_model(cnn, train, val, n_classes=classes, image_size=config.data.image_size,
                               image_cache_key=str(split["cache_key"].iloc[0]), cache_dir=str(config.data.cache_dir),
                               use_feature_cache=False, verbose=0)  # fmt: skip
         out.update(images=len(train), fit_seconds=round(time.perf_counter() - started, 2))
     with stage(results, "evaluation") as out:
-        test = load_split(split[split["split"] == "test"], config)
-        trained.model.predict(as_images(test), batch_size=64, verbose=0)
+        test = split_of(split[split["split"] == "test"], config)
+        trained.model.predict(pixel_batches(test, 64), verbose=0)
         out["images"] = len(test)
     with stage(results, "vgg16_features_sample") as out:
-        sample = load_split(prepared.train_rows.iloc[:FEATURE_SAMPLE], config)
+        sample = split_of(prepared.train_rows.iloc[:FEATURE_SAMPLE], config)
         extractor = feature_extractor(build_vgg16(vgg, config.data.image_size, classes))
-        extractor.predict(as_images(sample)[:2], verbose=0)  # build and trace before timing
+        extractor.predict(pixel_batches(sample.subset([0, 1]), 2), verbose=0)  # build and trace before timing
         started = time.perf_counter()
-        features = extractor.predict(as_images(sample), batch_size=32, verbose=0)
+        features = extractor.predict(pixel_batches(sample, 32), verbose=0)
         out["seconds_per_image"] = round((time.perf_counter() - started) / len(sample), 4)
         out["images"] = len(sample)
     with stage(results, "vgg16_head_epoch") as out:

@@ -85,7 +85,14 @@ def thumbnail(pixels: np.ndarray, side: int = 32) -> np.ndarray:
     return small / norm if norm else small
 
 
-def correlated_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions: int = 32):
+# Up to this many images the thumbnail and crop searches compare all pairs, above it they use an index: on the
+# shared data (1,590 images) the all-pairs crop search took 21 s and the indexed one 139 s in one run
+# (benchmarks/dedup_recall.json); all pairs takes N² memory (about 60 bytes per pair), 1.5 GB at this size.
+EXHAUSTIVE_MAX = 5_000
+
+
+def correlated_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions: int = 32,
+                     exhaustive_max: int = EXHAUSTIVE_MAX):
     """Index pairs (i, j, r), i < j, whose thumbnail correlation r is at least min_correlation.
 
     Thumbnails are unit vectors, so r >= t is a distance of at most sqrt(2 (1 - t)). Projected on `dimensions`
@@ -99,6 +106,11 @@ def correlated_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions:
     if n < 2:
         return
     thumbnails = np.asarray(thumbnails, np.float32)
+    if n <= exhaustive_max:  # one matrix product is cheaper than the index here; the same pairs (tests/test_dedup.py)
+        i, j = np.nonzero(np.triu(thumbnails @ thumbnails.T >= min_correlation, 1))
+        for a, b in zip(i, j):
+            yield int(a), int(b), float(thumbnails[a] @ thumbnails[b])
+        return
     sample = thumbnails[np.random.default_rng(0).permutation(n)[:20_000]]
     components = PCA(min(dimensions, *sample.shape), random_state=0).fit(sample).components_  # orthonormal rows
     projected = thumbnails @ components.T
@@ -385,12 +397,15 @@ def _around(starts: np.ndarray, sizes: np.ndarray, shift: float, ratio: float) -
     return np.stack([centre - sizes * ratio / 2, sizes * ratio], -1)
 
 
-def cropped_pairs(descriptors: np.ndarray, min_correlation: float, per_image: int = CROP_CANDIDATES_PER_IMAGE):
+def cropped_pairs(descriptors: np.ndarray, min_correlation: float, per_image: int = CROP_CANDIDATES_PER_IMAGE,
+                  exhaustive_max: int = EXHAUSTIVE_MAX):
     """Index pairs (i, j, r) whose detail correlates at least `min_correlation` after crop-tolerant alignment."""
     if len(descriptors) < 2:
         return
-    detail = LazyDetail(descriptors)
-    pairs = list(crop_candidates(detail, min(per_image, len(descriptors) - 1)))
+    exhaustive = len(descriptors) <= exhaustive_max  # the same copies either way; all pairs is faster up to here
+    detail = _detail(descriptors) if exhaustive else LazyDetail(descriptors)
+    search = crop_candidates_all_pairs if exhaustive else crop_candidates
+    pairs = list(search(detail, min(per_image, len(descriptors) - 1)))
     for (i, j, _), score in zip(pairs, refine_match(detail, pairs)):
         if score >= min_correlation:
             yield min(i, j), max(i, j), float(score)

@@ -48,7 +48,7 @@ def test_projected_radius_search_finds_every_correlated_thumbnail_pair():
     thumbnails /= np.linalg.norm(thumbnails, axis=1, keepdims=True)
     correlation = thumbnails @ thumbnails.T
     i, j = np.nonzero(np.triu(correlation >= 0.95, 1))
-    found = [(a, b) for a, b, _ in correlated_pairs(thumbnails, 0.95)]
+    found = [(a, b) for a, b, _ in correlated_pairs(thumbnails, 0.95, exhaustive_max=0)]
     assert 20 < len(found) < 200 and found == list(zip(i.tolist(), j.tolist()))
 
 
@@ -148,7 +148,8 @@ def test_indexed_searches_find_what_comparing_all_pairs_finds_on_the_real_data(s
     assert dedup.hamming_pairs(list(frame["phash"]), config.data.near_duplicate_max_distance) == [
         (int(a), int(b), int(distance[a, b])) for a, b in zip(i, j)]
     i, j = np.nonzero(np.triu(thumbnails @ thumbnails.T >= config.data.near_duplicate_min_correlation, 1))
-    found = [(a, b) for a, b, _ in dedup.correlated_pairs(thumbnails, config.data.near_duplicate_min_correlation)]
+    indexed = dedup.correlated_pairs(thumbnails, config.data.near_duplicate_min_correlation, exhaustive_max=0)
+    found = [(a, b) for a, b, _ in indexed]
     assert len(found) > 100 and found == list(zip(i.tolist(), j.tolist()))
     detail = dedup._detail(descriptors)
 
@@ -240,3 +241,17 @@ def test_a_recropped_and_squeezed_copy_is_found_and_a_different_picture_is_not()
     descriptors = np.stack([crop_descriptor(np.asarray(p.convert("L"))) for p in pictures])
     found = list(cropped_pairs(descriptors, 0.9, per_image=3))
     assert [(i, j) for i, j, _ in found] == [(0, 1)]
+
+
+def test_small_sets_compare_all_pairs_and_find_the_same_thumbnail_pairs_as_the_index():
+    from covid_xray.dedup import correlated_pairs
+
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((300, 256)).astype(np.float32)
+    thumbnails = np.r_[base, base[:40] + 0.2 * rng.standard_normal((40, 256)).astype(np.float32)]
+    thumbnails -= thumbnails.mean(1, keepdims=True)
+    thumbnails /= np.linalg.norm(thumbnails, axis=1, keepdims=True)
+    everything = list(correlated_pairs(thumbnails, 0.9))  # 340 images: under EXHAUSTIVE_MAX, one matrix product
+    indexed = list(correlated_pairs(thumbnails, 0.9, exhaustive_max=0))
+    assert len(everything) == 40 and [p[:2] for p in everything] == [p[:2] for p in indexed]
+    assert np.allclose([p[2] for p in everything], [p[2] for p in indexed], atol=1e-5)

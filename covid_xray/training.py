@@ -113,7 +113,10 @@ def _merge(history: dict, new: keras.callbacks.History, prefix: str = "") -> Non
 
 
 def _compile(model: keras.Model, optimizer: str, learning_rate: float) -> None:
-    model.compile(make_optimizer(optimizer, learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    # Not "accuracy": Keras would log `val_accuracy` per epoch (the argmax class), and MLflow's latest value of a key
+    # is the one with the highest step, so it would hide the evaluate step's `val_accuracy` at the operating point.
+    accuracy = keras.metrics.SparseCategoricalAccuracy(name="argmax_accuracy")
+    model.compile(make_optimizer(optimizer, learning_rate), "sparse_categorical_crossentropy", metrics=[accuracy])
 
 
 def _fit_images(model, config, train, val, cache_dir, stage, class_weight, extra, verbose, **epochs):

@@ -53,9 +53,9 @@ wait_healthy() {
   id="$("${compose[@]}" ps -q mlflow)"
   [ -n "$id" ] || die "the mlflow container is not running: $("${compose[@]}" ps)"
   for _ in $(seq 300); do
-    state="$(docker inspect -f '{{.State.Health.Status}}' "$id" 2>/dev/null || echo gone)"
-    [ "$state" = healthy ] && return
-    [ "$state" = unhealthy ] || [ "$state" = gone ] && break
+    state="$(docker inspect -f '{{.State.Status}} {{.State.Health.Status}}' "$id" 2>/dev/null || echo gone)"
+    [ "$state" = "running healthy" ] && return
+    case "$state" in "running starting") ;; *) break ;; esac
     sleep 1
   done
   "${compose[@]}" logs --tail 40 >&2 || true
@@ -74,10 +74,13 @@ case "${1:-}" in
     ;;
   env)
     load_env
-    host="${COVID_XRAY_BIND_ADDRESS:-127.0.0.1}"; [ "$host" = 0.0.0.0 ] && host=127.0.0.1
-    printf 'export %s=%q\n' MLFLOW_TRACKING_URI "http://$host:${MLFLOW_PORT:-5000}" \
+    # The addresses the running containers were published on (0.0.0.0 is reached on 127.0.0.1).
+    mlflow="$("${compose[@]}" port mlflow 5000 | sed 's/^0\.0\.0\.0:/127.0.0.1:/')"
+    s3="$("${compose[@]}" port s3 9000 | sed 's/^0\.0\.0\.0:/127.0.0.1:/')"
+    [ -n "$mlflow" ] && [ -n "$s3" ] || die "the stack is not running: infra/compose.sh up"
+    printf 'export %s=%q\n' MLFLOW_TRACKING_URI "http://$mlflow" \
       MLFLOW_TRACKING_USERNAME "${MLFLOW_ADMIN_USERNAME:-admin}" MLFLOW_TRACKING_PASSWORD "$MLFLOW_ADMIN_PASSWORD" \
-      S3_ENDPOINT_URL "http://$host:${S3_PORT:-9000}" S3_BUCKET "${S3_BUCKET:-covid-xray}" \
+      S3_ENDPOINT_URL "http://$s3" S3_BUCKET "${S3_BUCKET:-covid-xray}" \
       S3_ACCESS_KEY_ID "$S3_ACCESS_KEY_ID" S3_SECRET_ACCESS_KEY "$S3_SECRET_ACCESS_KEY"
     ;;
   ps|logs) load_env; "${compose[@]}" "$@" ;;

@@ -7,7 +7,7 @@ ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK
 COPY infra/docker/certs/ /etc/covid-xray/certs/
 COPY constraints.txt /tmp/constraints.txt
 RUN set -e; ca=/etc/covid-xray/certs/host-ca.crt; [ -f "$ca" ] && export PIP_CERT="$ca"; \
-    python3 -m venv /opt/venv && pip install -c /tmp/constraints.txt mlflow==3.17.2 psycopg2-binary boto3
+    python3 -m venv /opt/venv && pip install -c /tmp/constraints.txt "mlflow[auth]==3.17.2" psycopg2-binary boto3
 COPY infra/docker/mlflow-entrypoint.sh /usr/local/bin/mlflow-entrypoint
 RUN useradd --system --home-dir /var/lib/mlflow --create-home mlflow
 USER mlflow

@@ -108,7 +108,7 @@ def test_images_install_the_same_pins_as_pyproject():
     build = (ROOT / "infra/docker/build.sh").read_text()
     assert "--build-arg VARIANT=cpu --build-arg EXTRAS=docker" in build
     assert f"--build-arg TENSORFLOW=tensorflow=={declared['tensorflow']}" in build
-    assert f"mlflow=={declared['mlflow']}" in (ROOT / "infra/mlflow.Dockerfile").read_text()
+    assert f"mlflow[auth]=={declared['mlflow']}" in (ROOT / "infra/mlflow.Dockerfile").read_text()
     assert f"moto[s3]=={constraints['moto']}" in (ROOT / "infra/s3.Dockerfile").read_text()
 
 
@@ -176,7 +176,8 @@ def test_docker_config_is_the_default_run_on_the_docker_stack_in_the_project_ima
     assert settings["docker"].parent_image == "covid-xray/step:cpu" and settings["docker"].skip_build
     run_args = settings["orchestrator"]["run_args"]
     assert run_args["network_mode"] == "host" and run_args["remove"] is True
-    assert run_args["volumes"] == {str(ROOT / "data/raw"): {"bind": "/app/data/raw", "mode": "ro"}}
+    assert run_args["volumes"] == {str(ROOT / "data/raw"): {"bind": "/app/data/raw", "mode": "ro"},
+                                   str(ROOT / config.data.cache_dir): {"bind": f"/app/{config.data.cache_dir}", "mode": "rw"}}
 
 
 def test_run_on_an_unregistered_stack_is_a_clear_error(tmp_path):

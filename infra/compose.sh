@@ -12,7 +12,7 @@
 # come from the environment or from the env file (COVID_XRAY_ENV_FILE, default infra/.env, git-ignored). On the
 # first `up` the file is written (mode 600) with the values set in the environment and random ones for the rest.
 # Other settings: COVID_XRAY_BIND_ADDRESS (127.0.0.1), MLFLOW_PORT (5000), S3_PORT (9000), S3_BUCKET (covid-xray),
-# MLFLOW_ADMIN_USERNAME (admin), COMPOSE_PROJECT_NAME (covid-xray).
+# MLFLOW_ADMIN_USERNAME (admin), COMPOSE_PROJECT_NAME (covid-xray), COVID_XRAY_S3 (moto; minio where pullable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-covid-xray}"
@@ -21,20 +21,23 @@ SECRETS=(POSTGRES_PASSWORD S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY MLFLOW_ADMIN_PA
 die() { echo "compose: error: $*" >&2; exit 1; }
 
 if docker compose version > /dev/null 2>&1; then compose=(docker compose)
-elif command -v docker-compose > /dev/null; then compose=(docker-compose)
+# v1 is a Python program of the system's: keep a project's PYTHONPATH out of its imports.
+elif command -v docker-compose > /dev/null; then compose=(env -u PYTHONPATH -u PYTHONHOME docker-compose)
 else die "neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed (Debian: apt-get install docker-compose)"; fi
 compose+=(--env-file "$env_file" -f infra/docker-compose.yml)
+# COVID_XRAY_S3=minio: MinIO (pulled from a registry) instead of moto's server (infra/docker-compose.minio.yml).
+[ "${COVID_XRAY_S3:-moto}" = minio ] && compose+=(-f infra/docker-compose.minio.yml)
 
 write_env_file() {
   [ -f "$env_file" ] && return
   mkdir -p "$(dirname "$env_file")"
-  (umask 077
+  (umask 077; exec > "$env_file"
    echo "# Secrets of infra/docker-compose.yml, written by infra/compose.sh on $(date -u +%FT%TZ). Never commit this file."
    for name in "${SECRETS[@]}"; do
      value="${!name:-}"
      [ -n "$value" ] || value="$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
      echo "$name=$value"
-   done) > "$env_file"
+   done)
   echo "compose: wrote the secrets to $env_file (mode 600)" >&2
 }
 
@@ -68,6 +71,7 @@ case "${1:-}" in
     load_env
     COVID_XRAY_BASE_IMAGE="$(infra/docker/base-image.sh)"; export COVID_XRAY_BASE_IMAGE
     infra/docker/build.sh postgres s3 mlflow >&2
+    if [ "${COVID_XRAY_S3:-moto}" = minio ]; then "${compose[@]}" pull s3 >&2; fi
     "${compose[@]}" up -d --no-build >&2
     wait_healthy
     echo "compose: MLflow is up on http://${COVID_XRAY_BIND_ADDRESS:-127.0.0.1}:${MLFLOW_PORT:-5000} (login required)" >&2

@@ -193,7 +193,7 @@ def test_tiny_pipeline_runs_every_step_in_a_container_and_lands_in_mlflow_and_s3
                            text=True, timeout=2400)  # fmt: skip
     assert built.returncode == 0, built.stderr[-3000:]
     print(f"step image: {time.time() - started:.0f} s ({built.stdout.strip()})")
-    run_env = env | client | {"COVID_XRAY_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    run_env = env | client | {"COVID_XRAY_HOME": str(tmp_path / "home"), "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     registered = subprocess.run([sys.executable, "infra/register_stack.py", "infra/stacks/docker.yaml"], cwd=ROOT,
                                 env=run_env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert registered.returncode == 0, registered.stderr[-3000:]

@@ -207,18 +207,22 @@ def test_tiny_pipeline_runs_every_step_in_a_container_and_lands_in_mlflow_and_s3
     assert "{{covid_xray_mlflow_shared.password}}" in shown.stdout
 
     config = docker_run_config(tmp_path)
-    since = str(int(time.time()))
+    # Streamed while the run lasts: dockerd keeps only its last 256 events (health checks fill that quickly).
+    watcher = subprocess.Popen(["docker", "events", "--filter", f"label={LABEL}", "--filter", "event=start",
+                                "--format", "{{json .}}"], stdout=subprocess.PIPE, text=True)  # fmt: skip
     started = time.time()
-    run = subprocess.run([sys.executable, "-m", "covid_xray.cli", "run", "--config", str(config)], cwd=ROOT,
-                         env=run_env, capture_output=True, text=True, timeout=1800)  # fmt: skip
+    try:
+        run = subprocess.run([sys.executable, "-m", "covid_xray.cli", "run", "--config", str(config)], cwd=ROOT,
+                             env=run_env, capture_output=True, text=True, timeout=1800)  # fmt: skip
+    finally:
+        time.sleep(2)
+        watcher.terminate()
+        events = watcher.communicate(timeout=60)[0].splitlines()
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-6000:]
     print(f"tiny pipeline in containers: {time.time() - started:.0f} s")
     assert not (tmp_path / "home" / "mlflow.db").exists()  # nothing went to the embedded store
 
     # One container per step, each started from the project's image.
-    events = subprocess.run(["docker", "events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
-                             f"label={LABEL}", "--filter", "event=start", "--format", "{{json .}}"],
-                            capture_output=True, text=True, check=True, timeout=60).stdout.splitlines()  # fmt: skip
     steps = ["ingest_data", "prepare_data", "validate_data", "train_vgg16-tiny", "train_cnn-tiny",
              "evaluate_vgg16-tiny", "evaluate_cnn-tiny", "promote_model"]  # fmt: skip
     images = [json.loads(event)["from"] for event in events]

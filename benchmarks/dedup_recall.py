@@ -40,7 +40,7 @@ def main() -> None:
     decode_seconds = time.perf_counter() - started
     times = {}
     started = time.perf_counter()
-    links = {(i, j): "exact" for i, j in dedup._same_sha_pairs(frame["sha256"])}
+    links = {(i, j): "exact" for i, j in dedup._same_value_pairs(frame["sha256"])}
     links |= {(i, j): "hash" for i, j, _ in dedup.hamming_pairs(list(frame["phash"]), data.near_duplicate_max_distance)}
     times["exact_and_hash"] = time.perf_counter() - started
     started = time.perf_counter()

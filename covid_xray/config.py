@@ -336,6 +336,9 @@ class ExecutionConfig(Strict):
     train: StepExecutionConfig = StepExecutionConfig()  # every train_<variant> step
     # ZenML DockerSettings for orchestrators that run steps in containers (dockerfile, parent_image, ...).
     docker: Settings = {}
+    # The orchestrator's settings for the whole run, e.g. local_docker's run_args (volumes: host paths relative to
+    # the project root); replaces the stack component's own values of the same keys.
+    orchestrator: Settings = {}
 
 
 class RunConfig(Strict):

@@ -137,11 +137,16 @@ def duplicate_links(
     Exact copies share `sha256`; near copies are re-encoded, resized, re-cropped or renamed: perceptual hashes
     (column `phash`) at most `max_distance` bits apart, thumbnails (rows of `thumbnails`) correlated at least
     `min_correlation`, or crop descriptors (rows of `crop_descriptors`) whose detail correlates at least
-    `min_crop_correlation` after crop-tolerant alignment (`cropped_pairs`). File names play no part.
+    `min_crop_correlation` after crop-tolerant alignment (`cropped_pairs`); and rows whose source documents the same
+    upstream image (column `origin`, when present). File names play no other part.
     """
     links = {}
-    for i, j in _same_sha_pairs(frame["sha256"]):
+    for i, j in _same_value_pairs(frame["sha256"]):
         links[(i, j)] = "exact duplicate"
+    if "origin" in frame:  # documented re-publications (a reader's `origin`)
+        origins = frame["origin"].fillna("").astype(str)
+        for i, j in _same_value_pairs(origins.where(origins != "")):
+            links.setdefault((i, j), f"re-published copy (documented origin {origins.iat[i]})")
     for i, j, distance in hamming_pairs(list(frame["phash"]), max_distance):
         links.setdefault((i, j), f"near duplicate (hash distance {distance})")
     for i, j, correlation in correlated_pairs(thumbnails, min_correlation):
@@ -190,9 +195,12 @@ def deduplicate(
     return kept.reset_index(drop=True), pd.DataFrame(drops, columns=["source", "item", "reason"])
 
 
-def _same_sha_pairs(shas: pd.Series):
+def _same_value_pairs(values: pd.Series):
+    """(first row, row) for every later row with the value of an earlier one; missing values match nothing."""
     first: dict[str, int] = {}
-    for index, sha in enumerate(shas):
+    for index, sha in enumerate(values):
+        if pd.isna(sha):
+            continue
         if sha in first:
             yield first[sha], index
         else:

@@ -68,16 +68,38 @@ def runs_table_url(uri: str, experiment: str, port: int) -> str:
     return f"http://127.0.0.1:{port}/#/{page}?workflowType=machine_learning"
 
 
+TRACKER_SECRET = "covid_xray_mlflow"
+
+
+def tracker_credentials() -> dict[str, str]:
+    """The MLflow server's credentials from the environment: MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD; placeholders when unset, which a server without authentication ignores."""
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"token": os.environ["MLFLOW_TRACKING_TOKEN"]}
+    return {"username": os.environ.get("MLFLOW_TRACKING_USERNAME", "covid-xray"),
+            "password": os.environ.get("MLFLOW_TRACKING_PASSWORD", "no-auth")}  # fmt: skip
+
+
 def tracker_configuration(uri: str) -> dict[str, str]:
-    """The MLflow tracker's ZenML configuration for `uri`. ZenML wants credentials for an http(s) server: those
-    of MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD when set; otherwise placeholders, which a
-    server without authentication (`mlflow server` by default, infra/mlflow-server.sh) ignores."""
+    """The MLflow tracker's ZenML configuration for `uri`. ZenML wants credentials for an http(s) server: the
+    configuration holds only {{secret.key}} references to the ZenML secret TRACKER_SECRET (ensure_local_stack
+    stores tracker_credentials() there), never the values."""
     if not uri.startswith(("http://", "https://")):
         return {"tracking_uri": uri}
-    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        return {"tracking_uri": uri, "tracking_token": os.environ["MLFLOW_TRACKING_TOKEN"]}
-    return {"tracking_uri": uri, "tracking_username": os.environ.get("MLFLOW_TRACKING_USERNAME", "covid-xray"),
-            "tracking_password": os.environ.get("MLFLOW_TRACKING_PASSWORD", "no-auth")}  # fmt: skip
+    return {"tracking_uri": uri, **{f"tracking_{key}": f"{{{{{TRACKER_SECRET}.{key}}}}}" for key in tracker_credentials()}}
+
+
+def store_tracker_secret(client) -> None:
+    """Create or update the ZenML secret with the MLflow credentials of the environment."""
+    values = tracker_credentials()
+    try:
+        found = client.get_secret(TRACKER_SECRET)
+    except KeyError:
+        client.create_secret(TRACKER_SECRET, values)
+        return
+    if found.secret_values != values:  # e.g. a token instead of a password now
+        client.update_secret(found.id, add_or_update_values=values,
+                             remove_values=sorted(set(found.secret_values) - set(values)))  # fmt: skip
 
 
 def zenml_client():
@@ -112,9 +134,11 @@ def ensure_local_stack(uri: str) -> None:
     tracker_type = StackComponentType.EXPERIMENT_TRACKER
     existing = {c.name: c for c in client.list_stack_components(type=tracker_type, size=100).items}
     configuration = tracker_configuration(uri)
+    if len(configuration) > 1:
+        store_tracker_secret(client)
     if TRACKER not in existing:
         client.create_stack_component(TRACKER, "mlflow", tracker_type, configuration=configuration)
-    elif existing[TRACKER].configuration.get("tracking_uri") != uri:
+    elif any(existing[TRACKER].configuration.get(key) != value for key, value in configuration.items()):
         # Credentials of the previous URI would clash with a token (ZenML wants exactly one method).
         reset = {key: None for key in ("tracking_username", "tracking_password", "tracking_token")}
         client.update_stack_component(TRACKER, tracker_type, configuration={**reset, **configuration})

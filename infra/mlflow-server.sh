@@ -12,7 +12,8 @@
 #   MLFLOW_SERVER_HOME     state: pid files, logs, artifacts, database   (default .covid-xray/mlflow-server)
 #   MLFLOW_HOST, MLFLOW_PORT                                              (default 127.0.0.1, 5000)
 #   PGPORT                 port of the PostgreSQL this script starts      (default 5433)
-#   DATABASE_URL           use this PostgreSQL instead, e.g. postgresql://mlflow:secret@db:5432/mlflow
+#   PGPASSWORD             its password on the first start (default: random, kept in $MLFLOW_SERVER_HOME/postgres.password)
+#   DATABASE_URL           use this PostgreSQL instead, e.g. postgresql://USER:PASSWORD@db:5432/mlflow
 #   ARTIFACTS_DESTINATION  default $MLFLOW_SERVER_HOME/artifacts; s3://bucket/prefix for S3 or MinIO
 #                          (with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, MLFLOW_S3_ENDPOINT_URL; needs boto3)
 # Needs: PostgreSQL server binaries (Debian: apt-get install postgresql) unless DATABASE_URL is set, and
@@ -52,13 +53,28 @@ pgdata() {
   echo "$dir"
 }
 
+# The database password: PGPASSWORD when set, else one generated on the first start and kept in
+# $state/postgres.password (mode 600). Every connection, local ones too, needs it (scram-sha-256).
+pg_password() {
+  local file="$state/postgres.password"
+  if [ ! -s "$file" ]; then
+    (umask 077; if [ -n "${PGPASSWORD:-}" ]; then printf '%s\n' "$PGPASSWORD"
+                else "$python" -c 'import secrets; print(secrets.token_urlsafe(24))'; fi > "$file")
+  fi
+  head -1 "$file"
+}
+
 start_postgres() {
-  local bin data
+  local bin data pwfile
   bin="$(pg_bin)"
   data="$(pgdata)"
+  PGPASSWORD="$(pg_password)"; export PGPASSWORD
   if [ ! -f "$data/PG_VERSION" ]; then
-    as_pg "$bin/initdb" -D "$data" -U mlflow --auth=trust -E UTF8 > "$state/initdb.log" 2>&1 \
-      || die "initdb failed, see $state/initdb.log"
+    pwfile="$(as_pg mktemp)"
+    printf '%s\n' "$PGPASSWORD" | as_pg tee "$pwfile" > /dev/null
+    as_pg "$bin/initdb" -D "$data" -U mlflow --pwfile="$pwfile" --auth=scram-sha-256 -E UTF8 > "$state/initdb.log" 2>&1 \
+      || { as_pg rm -f "$pwfile"; die "initdb failed, see $state/initdb.log"; }
+    as_pg rm -f "$pwfile"
   fi
   as_pg "$bin/pg_ctl" -D "$data" -l "$data/postgres.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $pgport -k $data" start > /dev/null \
@@ -67,7 +83,7 @@ start_postgres() {
   as_pg "$bin/psql" -h 127.0.0.1 -p "$pgport" -U mlflow -d postgres -tAc \
     "SELECT 1 FROM pg_database WHERE datname='mlflow'" | grep -q 1 \
     || as_pg "$bin/createdb" -h 127.0.0.1 -p "$pgport" -U mlflow mlflow
-  echo "postgresql://mlflow@127.0.0.1:$pgport/mlflow"
+  echo "postgresql://mlflow:$PGPASSWORD@127.0.0.1:$pgport/mlflow"
 }
 
 start() {
@@ -77,13 +93,14 @@ start() {
   [ -n "$db" ] || db="$(start_postgres)"
   local artifacts="${ARTIFACTS_DESTINATION:-$state/artifacts}"
   # Its own session, so that stop ends the server and its workers together.
-  setsid "$python" -m mlflow server --backend-store-uri "$db" --artifacts-destination "$artifacts" \
+  # The store URI (it holds the password) by environment, not on the command line that `ps` shows.
+  MLFLOW_BACKEND_STORE_URI="$db" setsid "$python" -m mlflow server --artifacts-destination "$artifacts" \
     --host "$host" --port "$port" > "$state/mlflow.log" 2>&1 < /dev/null &
   echo $! > "$state/mlflow.pid"
   for _ in $(seq 120); do
     if "$python" -c "import urllib.request; urllib.request.urlopen('http://$host:$port/health', timeout=2)" 2>/dev/null; then
       echo "MLFLOW_TRACKING_URI=http://$host:$port"
-      echo "backend store: ${db%%@*}@…  artifacts: $artifacts  pids: mlflow $(cat "$state/mlflow.pid")$( [ -f "$state/postgres.pid" ] && echo ", postgres $(cat "$state/postgres.pid")")"
+      echo "backend store: ${db%%://*}://…@${db#*@}  artifacts: $artifacts  pids: mlflow $(cat "$state/mlflow.pid")$( [ -f "$state/postgres.pid" ] && echo ", postgres $(cat "$state/postgres.pid")")"
       return
     fi
     kill -0 "$(cat "$state/mlflow.pid")" 2>/dev/null || die "mlflow server exited, see $state/mlflow.log"

@@ -1,8 +1,10 @@
-"""Register a ZenML stack from a recipe in infra/stacks/ (components that exist already are reused).
+"""Register a ZenML stack from a recipe in infra/stacks/ (existing components of the same name are updated to it).
 
     python infra/register_stack.py infra/stacks/kubernetes.yaml [--check]
 
-${VARS} in the recipe are taken from the environment (a missing one is an error that names it).
+${VARS} in the recipe are taken from the environment (a missing one is an error that names it). A recipe's
+`secrets:` section ({name: {key: value}}) is stored as ZenML secrets (created, or updated to the given values)
+before the components are registered, so the components hold only {{name.key}} references.
 --check only validates every component's configuration against its ZenML flavor, without registering.
 Run it with the project's state folder like `covid-xray` does: COVID_XRAY_HOME (default .covid-xray).
 """
@@ -84,21 +86,43 @@ def validate(recipe: dict[str, Any], origin: str = "<recipe>") -> list[str]:
     return checked
 
 
+def store_secrets(client, recipe: dict[str, Any], origin: str = "<recipe>") -> list[str]:
+    """Create or update the recipe's ZenML secrets; returns their names. Empty values are an error."""
+    names = []
+    for name, values in (recipe.get("secrets") or {}).items():
+        empty = sorted(key for key, value in values.items() if not str(value))
+        if empty:
+            raise RecipeError(f"{origin}: secret {name!r}: empty value for {', '.join(empty)}")
+        values = {key: str(value) for key, value in values.items()}
+        try:
+            client.update_secret(client.get_secret(name).id, add_or_update_values=values)
+        except KeyError:
+            client.create_secret(name, values)
+        names.append(name)
+    return names
+
+
 def register(recipe: dict[str, Any], origin: str = "<recipe>") -> str:
-    """Create the recipe's components (reusing ones of the same name) and its stack in the project's ZenML store."""
+    """Create the recipe's secrets and components (reusing components of the same name) and its stack in the
+    project's ZenML store."""
     from covid_xray.stack import prepare_environment, zenml_client
 
     prepare_environment()
     client = zenml_client()
+    store_secrets(client, recipe, origin)
     components = {}
     for component_type, component in recipe["components"].items():
-        existing = {c.name for c in client.list_stack_components(type=component_type, size=100).items}
-        if component["name"] not in existing:
-            try:
+        existing = {c.name: c for c in client.list_stack_components(type=component_type, size=100).items}
+        configuration = component.get("configuration", {})
+        try:
+            if component["name"] not in existing:
                 client.create_stack_component(component["name"], component["flavor"], component_type,
-                                              configuration=component.get("configuration", {}))  # fmt: skip
-            except (KeyError, ValueError) as error:  # e.g. a {{secret.key}} whose secret does not exist yet
-                raise RecipeError(f"{origin}: {component_type} {component['name']!r}: {error}") from None
+                                              configuration=configuration)  # fmt: skip
+            elif any(existing[component["name"]].configuration.get(k) != v for k, v in configuration.items()):
+                # The recipe is the source of truth: e.g. a new endpoint after the compose stack moved ports.
+                client.update_stack_component(component["name"], component_type, configuration=configuration)
+        except (KeyError, ValueError) as error:  # e.g. a {{secret.key}} whose secret does not exist yet
+            raise RecipeError(f"{origin}: {component_type} {component['name']!r}: {error}") from None
         components[component_type] = component["name"]
     if recipe["stack"] not in {s.name for s in client.list_stacks(size=100).items}:
         client.create_stack(recipe["stack"], components=components)

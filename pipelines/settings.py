@@ -25,11 +25,18 @@ def train_step_settings(config: RunConfig) -> dict[str, Any]:
 
 
 def pipeline_settings(config: RunConfig) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
     docker = dict(config.execution.docker)
-    if not docker:
-        return {}
     # Paths in the config are relative to the project root, like `infra/Dockerfile`.
     for key in ("dockerfile", "build_context_root"):
         if key in docker and not str(docker[key]).startswith("/"):
             docker[key] = str(PROJECT_ROOT / docker[key])
-    return {"docker": DockerSettings(**docker)}
+    if docker:
+        settings["docker"] = DockerSettings(**docker)
+    orchestrator = copy.deepcopy(config.execution.orchestrator)
+    volumes = orchestrator.get("run_args", {}).get("volumes")
+    if volumes:  # docker-py's {host path: {bind, mode}}; a relative host path is one in the project
+        orchestrator["run_args"]["volumes"] = {str(PROJECT_ROOT / host): mount for host, mount in volumes.items()}
+    if orchestrator:
+        settings["orchestrator"] = orchestrator
+    return settings

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -110,7 +111,11 @@ def test_pipeline_tracks_to_mlflow_server_on_postgresql(server, tmp_path):
 
     import psycopg2  # the runs are rows in PostgreSQL, not in a file store
 
-    with psycopg2.connect(host="127.0.0.1", port=pg_port, user="mlflow", dbname="mlflow") as connection:
+    password = (Path(env["MLFLOW_SERVER_HOME"]) / "postgres.password").read_text().strip()
+    assert stat.S_IMODE((Path(env["MLFLOW_SERVER_HOME"]) / "postgres.password").stat().st_mode) == 0o600
+    with pytest.raises(psycopg2.OperationalError, match="password"):  # scram-sha-256: no login without it
+        psycopg2.connect(host="127.0.0.1", port=pg_port, user="mlflow", dbname="mlflow", password="wrong")
+    with psycopg2.connect(host="127.0.0.1", port=pg_port, user="mlflow", dbname="mlflow", password=password) as connection:
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM runs WHERE run_uuid = %s", (champion["run_id"],))
             assert cursor.fetchone()[0] == 1

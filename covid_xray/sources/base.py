@@ -14,7 +14,8 @@ from typing import Callable
 import pandas as pd
 
 CLASSES = ("covid", "normal", "pneumonia")
-MANIFEST_COLUMNS = ["source", "path", "label", "finding", "patient_id", "view", "modality"]
+# `origin`: the upstream image a source documents it re-published (e.g. "ieee8023:<file name>"), or "".
+MANIFEST_COLUMNS = ["source", "path", "label", "finding", "patient_id", "view", "modality", "origin"]
 DROP_COLUMNS = ["source", "item", "reason"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 FRONTAL_VIEWS = {"pa", "ap", "ap supine", "ap semi erect", "ap erect"}
@@ -51,8 +52,12 @@ class SourceScan:
         view: str = "unknown",
         modality: str = "X-ray",
         where: str | None = None,
+        origin: str = "",
     ) -> None:
-        """Add the image `name` (relative to the source folder) unless it is unsafe, missing or unlabelled."""
+        """Add the image `name` (relative to the source folder) unless it is unsafe, missing or unlabelled.
+
+        `origin` names the upstream image when the source documents where it took it from; rows of one origin are
+        copies of one picture (dedup joins them, however each source re-cropped or re-encoded it)."""
         item = where or name
         try:
             path = resolve_inside(self.folder, name)
@@ -75,6 +80,7 @@ class SourceScan:
                     "patient_id": f"{self.source}:{patient_id}",
                     "view": view or "unknown",
                     "modality": modality or "unknown",
+                    "origin": origin,
                 }
             )
 
@@ -191,10 +197,12 @@ def scan_labelled_folders(
     base: Path,
     folder_labels: dict[str, str | None],
     patient_of: Callable[[Path], str],
+    origin_of: Callable[[str, Path], str] | None = None,
 ) -> None:
     """Read a layout whose label is the folder name: base/<folder>/<image>.
 
     A folder mapped to None is a class the project does not use; its images are dropped with that reason.
+    `origin_of(folder name, path)` is the documented upstream image of a file, or "" (see `SourceScan.add`).
     """
     require_folder(base)
     found = {p.name: p for p in base.iterdir() if p.is_dir()}
@@ -216,7 +224,8 @@ def scan_labelled_folders(
             elif label is None:
                 scan.drop(relative, f"class folder {folder_name!r} is not a project class")
             else:
-                scan.add(relative, label=label, finding=folder_name, patient_id=patient_of(path))
+                origin = origin_of(folder_name, path) if origin_of else ""
+                scan.add(relative, label=label, finding=folder_name, patient_id=patient_of(path), origin=origin)
 
 
 # reader(folder, source_name, **options): options are the reader's own keys of its source config (READER_OPTIONS).

@@ -53,5 +53,6 @@ def read_ieee8023(folder: Path, source: str = "ieee8023") -> SourceScan:
                 view=row["view"],
                 modality=row["modality"],
                 where=where,
+                origin=f"ieee8023:{Path(row['filename']).name}",  # the name others re-publish it under
             )
     return scan

@@ -143,16 +143,16 @@ def duplicate_links(
     links = {}
     for i, j in _same_value_pairs(frame["sha256"]):
         links[(i, j)] = "exact duplicate"
-    if "origin" in frame:  # documented re-publications (a reader's `origin`)
-        origins = frame["origin"].fillna("").astype(str)
-        for i, j in _same_value_pairs(origins.where(origins != "")):
-            links.setdefault((i, j), f"re-published copy (documented origin {origins.iat[i]})")
     for i, j, distance in hamming_pairs(list(frame["phash"]), max_distance):
         links.setdefault((i, j), f"near duplicate (hash distance {distance})")
     for i, j, correlation in correlated_pairs(thumbnails, min_correlation):
         links.setdefault((i, j), f"near duplicate (thumbnail correlation {correlation:.3f})")
     for i, j, correlation in cropped_pairs(crop_descriptors, min_crop_correlation):
         links.setdefault((i, j), f"near duplicate (re-cropped or rescaled, detail correlation {correlation:.3f})")
+    if "origin" in frame:  # documented re-publications (a reader's `origin`): the reason only where pixels found none
+        origins = frame["origin"].fillna("").astype(str)
+        for i, j in _same_value_pairs(origins.where(origins != "")):
+            links.setdefault((i, j), f"re-published copy (documented origin {origins.iat[i]})")
     return links
 
 

@@ -106,10 +106,12 @@ def correlated_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions:
     if n < 2:
         return
     thumbnails = np.asarray(thumbnails, np.float32)
-    if n <= exhaustive_max:  # one matrix product is cheaper than the index here; the same pairs (tests/test_dedup.py)
-        i, j = np.nonzero(np.triu(thumbnails @ thumbnails.T >= min_correlation, 1))
-        for a, b in zip(i, j):
-            yield int(a), int(b), float(thumbnails[a] @ thumbnails[b])
+    if n <= exhaustive_max:  # matrix products are cheaper than the index here; the same pairs (tests/test_dedup.py)
+        for start in range(0, n, 2048):
+            block = thumbnails[start : start + 2048] @ thumbnails.T
+            for a, j in zip(*np.nonzero(block >= min_correlation)):
+                if start + a < j:
+                    yield start + int(a), int(j), float(block[a, j])
         return
     sample = thumbnails[np.random.default_rng(0).permutation(n)[:20_000]]
     components = PCA(min(dimensions, *sample.shape), random_state=0).fit(sample).components_  # orthonormal rows

@@ -18,7 +18,7 @@ from .transform import model_input
 
 def _forward_with_conv(model: keras.Model, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(last conv feature map, class probabilities) of a covid-xray VGG16 or sequential CNN model."""
-    if "vgg16" in [layer.name for layer in model.layers]:
+    if is_vgg(model):
         backbone = model.get_layer("vgg16")
         conv_and_out = keras.Model(backbone.inputs, [backbone.get_layer("block5_conv3").output, backbone.output])
         conv, out = conv_and_out(model.get_layer("vgg_preprocess")(images))
@@ -71,10 +71,15 @@ def save_grad_cam_figure(images: np.ndarray, heatmaps: np.ndarray, titles: list[
     plt.close(figure)
 
 
+def is_vgg(model: keras.Model) -> bool:
+    """Whether `model` is a VGG16 transfer model (its backbone is the layer `vgg16`)."""
+    return "vgg16" in [layer.name for layer in model.layers]
+
+
 def with_features(model: keras.Model) -> keras.Model:
     """`model` with a second output, its penultimate features: the pooled backbone features for VGG16, the input of
     the last Dense layer for a sequential CNN (what the shortcut check and out-of-distribution detection use)."""
-    if "vgg16" in [layer.name for layer in model.layers]:
+    if is_vgg(model):
         features = model.get_layer("pool").output
     else:
         features = model.layers[-2].output

@@ -96,7 +96,11 @@ def _drops(rows: pd.DataFrame, reason) -> pd.DataFrame:
     )
 
 
+def reason_kinds(reasons: pd.Series) -> pd.Series:
+    """The kind of each drop reason: its text before any file-specific detail."""
+    return reasons.str.replace(r"( of | \(|: ).*$", "", regex=True)
+
+
 def drop_summary(drops: pd.DataFrame) -> pd.DataFrame:
-    """Drops counted by source and reason kind (the text before any file-specific detail)."""
-    kinds = drops["reason"].str.replace(r"( of | \(|: ).*$", "", regex=True)
-    return drops.assign(reason=kinds).groupby(["source", "reason"]).size().rename("count").reset_index()
+    """Drops counted by source and reason kind (`reason_kinds`)."""
+    return drops.assign(reason=reason_kinds(drops["reason"])).groupby(["source", "reason"]).size().rename("count").reset_index()

@@ -90,10 +90,10 @@ def feature_model(model):
     penultimate layer."""
     import keras
 
-    from .explain import with_features
+    from .explain import is_vgg, with_features
 
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    if "vgg16" in [layer.name for layer in model.layers] or not convs:
+    if is_vgg(model) or not convs:
         return with_features(model)
     pooled = [keras.ops.mean(layer.output, axis=(1, 2)) for layer in convs]
     return keras.Model(model.inputs, [model.outputs[0], keras.ops.concatenate(pooled, axis=-1)])
@@ -110,14 +110,11 @@ def predict_with_ood_features(model, images, batch_size: int = 32) -> tuple[np.n
 def ood_features(model, images, penultimate: np.ndarray | None = None) -> np.ndarray:
     """The out-of-distribution features of `images`; `penultimate` (`explain.predict_with_features`' features of the
     same images) is returned as is where they are the same (VGG16: no second pass through the backbone)."""
-    same = feature_model(model).outputs[1].name == model.get_layer("pool").output.name if _is_vgg(model) else False
-    if penultimate is not None and same:
+    from .explain import is_vgg
+
+    if penultimate is not None and is_vgg(model):  # feature_model is with_features there: the same pooled vectors
         return penultimate
     return predict_with_ood_features(model, images)[1]
-
-
-def _is_vgg(model) -> bool:
-    return "vgg16" in [layer.name for layer in model.layers]
 
 
 def split_features(model, model_config, split, image_cache_key: str, image_size: int, cache_dir: str) -> np.ndarray:

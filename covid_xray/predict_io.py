@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .images import ImageError
 from .predict import Prediction
+from .serving import OK, REFUSED
 from .sources.base import IMAGE_SUFFIXES
 
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -22,7 +23,7 @@ FIELDS = ["path", "status", "class", "covid_probability", "threshold", "out_of_d
           "ood_threshold", "model", "model_uri", "reason", "error"]  # fmt: skip
 # status: ok (answered; `out_of_distribution` true when the image is unlike the training images), refused (read but
 # not judged: it fails the checks ingest applies, `reason` says which) or error (not read: missing, not a file).
-OK, REFUSED, ERROR = "ok", "refused", "error"
+ERROR = "error"  # beside serving's OK and REFUSED: the file could not be read at all
 
 
 class InputError(ValueError):

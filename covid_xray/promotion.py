@@ -164,15 +164,14 @@ def candidate_predictions(run_id: str) -> pd.DataFrame:
         raise PromotionError(str(error)) from error
 
 
-def data_validation_problem(client: MlflowClient, run) -> str | None:
+def data_validation_problem(run, pipeline_run) -> str | None:
     """Why the data a variant run was trained on cannot be trusted, or None when its pipeline run's validation passed.
 
     The validate step tags the pipeline (parent) run `validation`; a run without that record is not trusted either,
     so `covid-xray promote --run` cannot promote a model of data that failed (severity warn) or was never checked."""
-    parent = run.data.tags.get("mlflow.parentRunId")
-    if not parent:
+    if pipeline_run is None:
         return f"run {run.info.run_id} has no pipeline run, so no data validation record"
-    outcome = client.get_run(parent).data.tags.get("validation")
+    outcome, parent = pipeline_run.data.tags.get("validation"), pipeline_run.info.run_id
     if outcome == "passed":
         return None
     if outcome is None:
@@ -474,11 +473,12 @@ def promote_run(
     """Register the run's model, gate it against the data validation record, the thresholds and the champion, move
     aliases. (version, decision)"""
     run = client.get_run(run_id)
-    data_problem = data_validation_problem(client, run)
-    metrics = {k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")}
     parent = run.data.tags.get("mlflow.parentRunId")
+    pipeline_run = client.get_run(parent) if parent else None
+    data_problem = data_validation_problem(run, pipeline_run)
+    metrics = {k.removeprefix("test_"): v for k, v in run.data.metrics.items() if k.startswith("test_")}
     variant = run.data.tags.get("model.variant")
-    loso = client.get_run(parent).data.metrics.get(f"loso_mean_balanced_accuracy.{variant}") if parent else None
+    loso = pipeline_run.data.metrics.get(f"loso_mean_balanced_accuracy.{variant}") if pipeline_run else None
     if loso is not None:
         metrics["loso_balanced_accuracy"] = loso
     champion = current_champion(client, config.model_name)

@@ -59,27 +59,53 @@ def phantom(number: int) -> tuple[Image.Image, str]:
             ox, oy = cx + rng.choice([-1, 1]) * rng.uniform(0.1, 0.22), rng.uniform(0.35, 0.65)
             image += rng.uniform(0.1, 0.2) * np.exp(-(((x - ox) ** 2 + (y - oy) ** 2) / rng.uniform(0.002, 0.008)))
     image += 0.08 * _field(rng, 12) + 0.05 * _field(rng, 40) + 0.03 * _field(rng, 128)
-    pixels = (image.clip(0, 1) * 255).astype(np.uint8)
-    picture = Image.fromarray(pixels, mode="L")
+    # Low-frequency variety (what perceptual hashes and thumbnails see): uneven exposure, a gamma, and a random
+    # patient position (rotation, scale, shift). Without it the fixed layout leaves many of the 64 hash bits
+    # constant, and distinct phantoms collide at hash distance 2 (about 20 pairs in 10,000).
+    image += rng.uniform(0.08, 0.2) * _field(rng, int(rng.integers(3, 6)))
+    image = image.clip(0, 1) ** rng.uniform(0.6, 1.6)
+    picture = Image.fromarray((image * 255).astype(np.uint8), mode="L")
+    scale, angle = rng.uniform(0.8, 1.2), np.deg2rad(rng.uniform(-10, 10))
+    shift = rng.uniform(-0.1, 0.1, 2) * SIDE
+    a, b = np.cos(angle) / scale, np.sin(angle) / scale  # output pixel -> input pixel, about the image centre
+    centre = SIDE / 2
+    picture = picture.transform((SIDE, SIDE), Image.Transform.AFFINE,
+                                (a, b, centre - a * (centre + shift[0]) - b * (centre + shift[1]),
+                                 -b, a, centre + b * (centre + shift[0]) - a * (centre + shift[1])),
+                                Image.Resampling.BILINEAR, fillcolor=int(rng.integers(0, 30)))  # fmt: skip
     draw = ImageDraw.Draw(picture)
     marker = f"{rng.choice(['L', 'R', 'AP', 'PA'])} {rng.integers(0, 10_000)}"
     draw.text((rng.integers(5, 180), rng.integers(5, 30)), marker, fill=int(rng.integers(200, 256)))
     return picture, label
 
 
+def _path(root: str | Path, number: int) -> Path:
+    return Path(root) / "phantoms" / FOLDERS[label_of(number)] / f"P{number:06d}_0.jpg"
+
+
 def write_one(args: tuple[str, int]) -> None:
     root, number = args
-    path = Path(root) / "phantoms" / FOLDERS[label_of(number)] / f"P{number:06d}_0.jpg"
+    path = _path(root, number)
     if not path.is_file():
         phantom(number)[0].save(path, quality=90)
 
 
-def write_phantoms(root: str | Path, n: int, workers: int | None = None) -> Path:
-    """Write phantoms 0..n-1 under `root` (skipping files already there); returns root."""
+def write_phantoms(root: str | Path, n: int, workers: int | None = None, pool: str | Path | None = None) -> Path:
+    """Write phantoms 0..n-1 under `root` (skipping files already there); returns root.
+
+    With `pool`, they are written there once and hard-linked into `root`, so benchmarks at several N share files.
+    """
+    target = Path(pool or root)
     for folder in FOLDERS.values():
+        (target / "phantoms" / folder).mkdir(parents=True, exist_ok=True)
         (Path(root) / "phantoms" / folder).mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(write_one, [(str(root), i) for i in range(n)], chunksize=64))
+    with ProcessPoolExecutor(workers) as executor:
+        list(executor.map(write_one, [(str(target), i) for i in range(n)], chunksize=64))
+    if pool:
+        for number in range(n):
+            link = _path(root, number)
+            if not link.exists():
+                link.hardlink_to(_path(pool, number))
     return Path(root)
 
 

@@ -8,6 +8,8 @@ picture are joined into one `group_id`, so a patient split cannot put one person
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 
@@ -75,7 +77,10 @@ def _unique_pairs(i: np.ndarray, j: np.ndarray, n: int) -> tuple[np.ndarray, np.
     return codes // n, codes % n
 
 
-def thumbnail(pixels: np.ndarray, side: int = 32) -> np.ndarray:
+THUMBNAIL_SIDE = 32
+
+
+def thumbnail(pixels: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
     """A zero-mean, unit-norm side×side thumbnail vector, for correlation between images."""
     from PIL import Image
 
@@ -277,12 +282,17 @@ def _cores(detail: np.ndarray | LazyDetail, m: int, chunk: int = 1024) -> np.nda
 def _views(detail: np.ndarray, resample: np.ndarray, m: int) -> np.ndarray:
     """(b, K*K, m*m): every window (K per axis) of each image, box-resampled to m x m, as unit vectors."""
     k = len(resample)
-    rows = np.einsum("wpy,byx->bwpx", resample, detail)
+    rows = (resample.reshape(k * m, CROP_SIDE) @ detail).reshape(len(detail), k, m, CROP_SIDE)
     views = (rows @ resample.reshape(k * m, CROP_SIDE).T).reshape(len(detail), k, m, k, m)
     return _unit(views.transpose(0, 1, 3, 2, 4).reshape(len(detail), k * k, m * m))
 
 
 NEIGHBOURS_PER_WINDOW = 4  # nearest central windows asked for each window of an image (its own is usually one)
+# Of the other images an image's windows find (about 800 on 10,000 phantoms: 400 windows × 4 neighbours, mostly
+# distinct), it keeps this many times `per_image`, those whose central window matches one of its windows best;
+# holding every pair found took 1.8 GB at 10,000 images and grows with N. On the shared data 8 verifies the same
+# copies as the all-pairs search; 4 verified one more pair (tests/test_dedup.py).
+SEARCH_KEPT_PER_IMAGE = 8
 
 
 def crop_candidates(detail: np.ndarray, per_image: int, m: int = 10, chunk: int = 64):
@@ -291,11 +301,15 @@ def crop_candidates(detail: np.ndarray, per_image: int, m: int = 10, chunk: int 
     `window` (y0, height, x0, width) is where i's central window was found in j, as fractions of j's axes. The score
     of (i, j) is the best correlation of i's central window with one of j's windows (or the other way round). The
     central windows go into an HNSW nearest-neighbour index (faiss); every window of every image asks it for its
-    NEIGHBOURS_PER_WINDOW nearest central windows, the pairs found get their exact score, and each image keeps its
-    best `per_image`. Cost grows as N log N; memory with N (the windows are made chunk by chunk, never all at once).
+    NEIGHBOURS_PER_WINDOW nearest central windows; of the images found, each image keeps the SEARCH_KEPT_PER_IMAGE
+    × `per_image` whose central window scores best (exactly) among its windows; those pairs get their exact score in
+    both directions, and each image keeps its best `per_image`. Cost grows as N log N; memory with N (about
+    SEARCH_KEPT_PER_IMAGE × per_image pairs per image; the windows are made chunk by chunk, never all at once).
     On the shared data this keeps every pair the all-pairs search (`crop_candidates_all_pairs`) verifies as a copy.
     """
     import faiss
+
+    from .images import available_cores  # images builds on this module
 
     n = len(detail)
     cores = _cores(detail, m)
@@ -312,20 +326,34 @@ def crop_candidates(detail: np.ndarray, per_image: int, m: int = 10, chunk: int 
         faiss.omp_set_num_threads(threads)
     index.hnsw.efSearch = 16
     neighbours = min(NEIGHBOURS_PER_WINDOW, n)
-    found = []
-    for start in range(0, n, chunk):
+    kept = SEARCH_KEPT_PER_IMAGE * per_image
+    starts = range(0, n, chunk)
+
+    def search(start: int) -> tuple[np.ndarray, np.ndarray]:
         views = _views(detail[start : start + chunk], resample, m)
         _, nearest = index.search(views.reshape(-1, m * m), neighbours)
-        owner = np.repeat(np.arange(start, start + len(views)), k * k * neighbours)
-        keep = nearest.ravel() >= 0
-        found.append(_unique_pairs(nearest.ravel()[keep], owner[keep], n))
+        nearest = nearest.reshape(len(views), -1)
+        found, owners = [], []
+        for offset, image_views in enumerate(views):  # only the `kept` best of the others found stay candidates
+            owner = start + offset
+            others = np.unique(nearest[offset])
+            others = others[(others >= 0) & (others != owner)]
+            best = (cores[others] @ image_views.T).max(1)  # exact: other's central window among this image's
+            found.append(others[np.argsort(-best, kind="stable")[:kept]])
+            owners.append(np.full(len(found[-1]), owner))
+        return _unique_pairs(np.concatenate(found), np.concatenate(owners), n)
+
+    with ThreadPoolExecutor(available_cores()) as threads:  # chunk by chunk on all cores (numpy, faiss free the GIL)
+        found = list(threads.map(search, starts))
     low, high = _unique_pairs(*(np.concatenate(side) for side in zip(*found)), n)  # a pair is found from both ends
     # exact score of both directions of every candidate pair: centre of `core` found among the windows of `owner`
     core, owner = np.r_[low, high], np.r_[high, low]
     score, where = np.empty(len(core), np.float32), np.empty(len(core), np.int64)
     by_owner = np.argsort(owner, kind="stable")
     bounds = np.searchsorted(owner[by_owner], np.arange(0, n + chunk, chunk))
-    for number, start in enumerate(range(0, n, chunk)):
+
+    def exact_scores(number: int) -> None:  # fills score and where for the pairs owned by chunk `number` (disjoint)
+        start = starts[number]
         views = _views(detail[start : start + chunk], resample, m)
         rows = by_owner[bounds[number] : bounds[number + 1]]
         firsts = np.searchsorted(owner[rows], np.arange(start, start + len(views) + 1))
@@ -334,6 +362,9 @@ def crop_candidates(detail: np.ndarray, per_image: int, m: int = 10, chunk: int 
             if len(mine):
                 found = cores[core[mine]] @ image_views.T
                 score[mine], where[mine] = found.max(1), found.argmax(1)
+
+    with ThreadPoolExecutor(available_cores()) as threads:
+        list(threads.map(exact_scores, range(len(starts))))
     pairs = len(low)
     forward, backward = score[:pairs], score[pairs:]  # low's centre in high, high's centre in low
     either = np.maximum(forward, backward)
@@ -359,7 +390,7 @@ def crop_candidates_all_pairs(detail: np.ndarray, per_image: int, m: int = 10, c
     across = resample.reshape(k * m, CROP_SIDE).T
     for start in range(0, n, chunk):
         block = detail[start : start + chunk]
-        rows = np.einsum("wpy,byx->bwpx", resample, block)
+        rows = (resample.reshape(k * m, CROP_SIDE) @ block).reshape(len(block), k, m, CROP_SIDE)
         views = (rows @ across).reshape(len(block), k, m, k, m).transpose(0, 1, 3, 2, 4).reshape(-1, m * m)
         found = (cores @ _unit(views).T).reshape(n, len(block), k * k)
         score[:, start : start + chunk] = found.max(-1)
@@ -376,30 +407,39 @@ def crop_candidates_all_pairs(detail: np.ndarray, per_image: int, m: int = 10, c
         yield a, b, (*windows[y], *windows[x])
 
 
-def refine_match(detail: np.ndarray, pairs: list[tuple[int, int, tuple]], m: int = 24, chunk: int = 256) -> np.ndarray:
-    """Correlation of each pair's central window with its best window nearby (three rounds of local search)."""
+def refine_match(detail: np.ndarray, pairs: list[tuple[int, int, tuple]], m: int = 24, chunk: int = 128) -> np.ndarray:
+    """Correlation of each pair's central window with its best window nearby (three rounds of local search).
+
+    Chunks of pairs are refined on all cores by threads (numpy releases the GIL in its array work; there is no
+    Python-level loop per pair to serialize them), each chunk on its own, so the result does not depend on how many.
+    """
+    from .images import available_cores  # images builds on this module
+
     cores = _cores(detail, m)
-    scores = np.empty(len(pairs), np.float32)
-    for start in range(0, len(pairs), chunk):
-        part = pairs[start : start + chunk]
-        a = np.array([p[0] for p in part])
-        b = detail[np.array([p[1] for p in part])]
-        window = np.array([p[2] for p in part], np.float32)  # (P, 4): y0, h, x0, w
-        best = np.full(len(part), -2.0, np.float32)
-        for shift, ratio in ((0.03, 1.12), (0.012, 1.05), (0.005, 1.02)):
-            options = [(d, r) for d in (-shift, 0.0, shift) for r in (1 / ratio, 1.0, ratio)]
-            ys = np.stack([_around(window[:, 0], window[:, 1], d, r) for d, r in options], 1)  # (P, 9, 2)
-            xs = np.stack([_around(window[:, 2], window[:, 3], d, r) for d, r in options], 1)
-            rows = _box_resampling(ys[..., 0], ys[..., 1], m) @ b[:, None]  # (P, 9, m, N)
-            across = _box_resampling(xs[..., 0], xs[..., 1], m).reshape(len(part), 1, -1, CROP_SIDE)
-            views = (rows @ across.transpose(0, 1, 3, 2)).reshape(len(part), 9, m, 9, m).transpose(0, 1, 3, 2, 4)
-            found = np.einsum("pijd,pd->pij", _unit(views.reshape(len(part), 9, 9, -1)), cores[a]).reshape(len(part), -1)
-            pick = found.argmax(1)
-            best = np.maximum(best, found[np.arange(len(part)), pick])
-            iy, ix = np.divmod(pick, 9)
-            window = np.concatenate([ys[np.arange(len(part)), iy], xs[np.arange(len(part)), ix]], 1)
-        scores[start : start + chunk] = best
-    return scores
+    parts = [pairs[start : start + chunk] for start in range(0, len(pairs), chunk)]
+    with ThreadPoolExecutor(available_cores()) as threads:
+        scores = list(threads.map(lambda part: _refine_chunk(detail, cores, part, m), parts))
+    return np.concatenate(scores) if scores else np.empty(0, np.float32)
+
+
+def _refine_chunk(detail, cores: np.ndarray, part: list[tuple[int, int, tuple]], m: int) -> np.ndarray:
+    a = np.array([p[0] for p in part])
+    b = detail[np.array([p[1] for p in part])]
+    window = np.array([p[2] for p in part], np.float32)  # (P, 4): y0, h, x0, w
+    best = np.full(len(part), -2.0, np.float32)
+    for shift, ratio in ((0.03, 1.12), (0.012, 1.05), (0.005, 1.02)):
+        options = [(d, r) for d in (-shift, 0.0, shift) for r in (1 / ratio, 1.0, ratio)]
+        ys = np.stack([_around(window[:, 0], window[:, 1], d, r) for d, r in options], 1)  # (P, 9, 2)
+        xs = np.stack([_around(window[:, 2], window[:, 3], d, r) for d, r in options], 1)
+        rows = _box_resampling(ys[..., 0], ys[..., 1], m) @ b[:, None]  # (P, 9, m, N)
+        across = _box_resampling(xs[..., 0], xs[..., 1], m).reshape(len(part), 1, -1, CROP_SIDE)
+        views = (rows @ across.transpose(0, 1, 3, 2)).reshape(len(part), 9, m, 9, m).transpose(0, 1, 3, 2, 4)
+        found = np.einsum("pijd,pd->pij", _unit(views.reshape(len(part), 9, 9, -1)), cores[a]).reshape(len(part), -1)
+        pick = found.argmax(1)
+        best = np.maximum(best, found[np.arange(len(part)), pick])
+        iy, ix = np.divmod(pick, 9)
+        window = np.concatenate([ys[np.arange(len(part)), iy], xs[np.arange(len(part)), ix]], 1)
+    return best
 
 
 def _around(starts: np.ndarray, sizes: np.ndarray, shift: float, ratio: float) -> np.ndarray:

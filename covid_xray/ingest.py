@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .config import DataConfig, ValidationConfig
-from .dedup import deduplicate
+from .dedup import CROP_SIDE, THUMBNAIL_SIDE, deduplicate
 from .images import ImageCache, describe_all
 from .sources import DROP_COLUMNS, READERS, SourceError
 from .sources.base import display_path
@@ -53,17 +53,20 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
     candidates, drops = read_sources(data)
     drops = [drops]
     cache = ImageCache.for_data(data, validation.min_side)
-    decoded, failed, thumbnails, descriptors, from_cache = [], [], [], [], 0
+    decoded, failed, from_cache = [], [], 0
     started = time.perf_counter()
     rows = candidates.to_dict("records")
+    # Filled in place, one row per decoded image: a list of small arrays stacked afterwards would hold them twice.
+    thumbnails = np.empty((len(rows), THUMBNAIL_SIDE * THUMBNAIL_SIDE), np.float32)
+    descriptors = np.empty((len(rows), CROP_SIDE, CROP_SIDE), np.uint8)
     for row, image in zip(rows, describe_all(cache, [row["path"] for row in rows], data.workers)):
         if isinstance(image, str):
             failed.append({**row, "reason": image})
             continue
+        thumbnails[len(decoded)] = image.thumbnail
+        descriptors[len(decoded)] = image.crop_descriptor
         decoded.append({**row, "sha256": image.sha256, "phash": image.phash, "width": image.width,
                         "height": image.height})  # fmt: skip
-        thumbnails.append(image.thumbnail)
-        descriptors.append(image.crop_descriptor)
         from_cache += image.from_cache
     seconds = {"decode": time.perf_counter() - started, "dedup": 0.0, "dedup_cpu": 0.0}
     log.info("decoded %d images in %.1f s (%d from cache, %d decoded now, %d unusable)", len(decoded),
@@ -75,9 +78,9 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
         # Deduplicate before filtering classes: a 'covid' copy of a picture labelled pneumonia elsewhere is label
         # noise, and must go with it rather than survive because its twin was filtered out first.
         started, cpu = time.perf_counter(), time.process_time()
-        manifest, duplicate_drops = deduplicate(manifest, np.stack(thumbnails), [s.label for s in data.sources],
+        manifest, duplicate_drops = deduplicate(manifest, thumbnails[: len(decoded)], [s.label for s in data.sources],
                                                 data.near_duplicate_max_distance, data.near_duplicate_min_correlation,
-                                                np.stack(descriptors), data.near_duplicate_min_crop_correlation)
+                                                descriptors[: len(decoded)], data.near_duplicate_min_crop_correlation)
         seconds["dedup"], seconds["dedup_cpu"] = time.perf_counter() - started, time.process_time() - cpu
         log.info("deduplicated %d images in %.1f s", len(decoded), seconds["dedup"])
         drops.append(duplicate_drops)

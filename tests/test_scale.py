@@ -1,4 +1,5 @@
-"""The scale benchmark (benchmarks/scale.py) end to end at a small N (300: the default validation needs a few hundred images)."""
+"""The scale benchmark (benchmarks/scale.py) end to end at N = 1,000, the size the issue asks of CI (the 10,000 and
+100,000 runs are benchmark runs, in benchmarks/scale.json)."""
 
 import json
 import sys
@@ -30,18 +31,32 @@ def test_phantoms_are_distinct_chest_like_pictures():
     assert hamming_pairs([str(imagehash.phash(p)) for p, _ in pictures], 2) == []
 
 
+def test_phantoms_vary_where_perceptual_hashes_look():
+    """pHash keeps the lowest frequencies: a fixed layout leaves its bits constant and distinct phantoms collide at
+    large N (about 20 chance pairs at distance <= 2 in 10,000 before the generator varied position and exposure).
+    Over 300 phantoms at most 4 of the 64 bits may be (nearly) constant; the DC bit always is."""
+    import imagehash
+    from phantoms import phantom
+
+    hashes = np.array([imagehash.phash(phantom(i)[0]).hash.ravel() for i in range(300)])
+    share = hashes.mean(0)
+    assert ((share < 0.05) | (share > 0.95)).sum() <= 4, np.sort(share)
+
+
 def test_scale_benchmark_times_every_stage_and_finds_no_duplicates_among_phantoms(tmp_path: Path):
     from scale import STAGES, main
 
-    result = main(["--n", "300", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "scale.json")])
+    n = 1000
+    result = main(["--n", str(n), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "scale.json")])
     written = json.loads((tmp_path / "scale.json").read_text())
     assert written["runs"] == json.loads(json.dumps(result["runs"]))
     (run,) = written["runs"]
-    assert run["n"] == 300 and set(run["stages"]) == set(STAGES)
+    assert run["n"] == n and set(run["stages"]) == set(STAGES)
     for name in STAGES:
-        assert run["stages"][name]["seconds"] > 0 and 0 < run["stages"][name]["peak_rss_gb"] < 6, name
-    assert run["stages"]["ingest"]["images"] == 300 and run["stages"]["ingest"]["drops"] == 0
+        stage = run["stages"][name]
+        assert stage["seconds"] > 0 and 0 < stage["peak_rss_gb"] < 6 and stage["load_average"] >= 0, name
+    assert run["stages"]["ingest"]["images"] == n and run["stages"]["ingest"]["drops"] == 0
     assert run["stages"]["dedup"]["duplicate_drops"] == 0, run["duplicate_examples"]
     assert run["stages"]["split_validation"]["failed"] == []
-    assert run["stages"]["cnn_epoch"]["images"] + run["stages"]["evaluation"]["images"] < 300
+    assert run["stages"]["cnn_epoch"]["images"] + run["stages"]["evaluation"]["images"] < n
     assert (tmp_path / "scale.png").stat().st_size > 10_000

@@ -287,6 +287,15 @@ def _views(detail: np.ndarray, resample: np.ndarray, m: int) -> np.ndarray:
     return _unit(views.transpose(0, 1, 3, 2, 4).reshape(len(detail), k * k, m * m))
 
 
+def _on_all_cores(function, items) -> list:
+    """[function(item) for item in items], in order, by one thread per core: for chunks of NumPy and faiss work,
+    which release the GIL (each chunk independent of the others, so the result does not depend on the threads)."""
+    from .images import available_cores  # images builds on this module
+
+    with ThreadPoolExecutor(available_cores()) as threads:
+        return list(threads.map(function, items))
+
+
 NEIGHBOURS_PER_WINDOW = 4  # nearest central windows asked for each window of an image (its own is usually one)
 # Of the other images an image's windows find (about 800 on 10,000 phantoms: 400 windows × 4 neighbours, mostly
 # distinct), it keeps this many times `per_image`, those whose central window matches one of its windows best;
@@ -308,8 +317,6 @@ def crop_candidates(detail: np.ndarray, per_image: int, m: int = 10, chunk: int 
     On the shared data this keeps every pair the all-pairs search (`crop_candidates_all_pairs`) verifies as a copy.
     """
     import faiss
-
-    from .images import available_cores  # images builds on this module
 
     n = len(detail)
     cores = _cores(detail, m)
@@ -343,8 +350,7 @@ def crop_candidates(detail: np.ndarray, per_image: int, m: int = 10, chunk: int 
             owners.append(np.full(len(found[-1]), owner))
         return _unique_pairs(np.concatenate(found), np.concatenate(owners), n)
 
-    with ThreadPoolExecutor(available_cores()) as threads:  # chunk by chunk on all cores (numpy, faiss free the GIL)
-        found = list(threads.map(search, starts))
+    found = _on_all_cores(search, starts)
     low, high = _unique_pairs(*(np.concatenate(side) for side in zip(*found)), n)  # a pair is found from both ends
     # exact score of both directions of every candidate pair: centre of `core` found among the windows of `owner`
     core, owner = np.r_[low, high], np.r_[high, low]
@@ -363,8 +369,7 @@ def crop_candidates(detail: np.ndarray, per_image: int, m: int = 10, chunk: int 
                 found = cores[core[mine]] @ image_views.T
                 score[mine], where[mine] = found.max(1), found.argmax(1)
 
-    with ThreadPoolExecutor(available_cores()) as threads:
-        list(threads.map(exact_scores, range(len(starts))))
+    _on_all_cores(exact_scores, range(len(starts)))
     pairs = len(low)
     forward, backward = score[:pairs], score[pairs:]  # low's centre in high, high's centre in low
     either = np.maximum(forward, backward)
@@ -413,12 +418,9 @@ def refine_match(detail: np.ndarray, pairs: list[tuple[int, int, tuple]], m: int
     Chunks of pairs are refined on all cores by threads (numpy releases the GIL in its array work; there is no
     Python-level loop per pair to serialize them), each chunk on its own, so the result does not depend on how many.
     """
-    from .images import available_cores  # images builds on this module
-
     cores = _cores(detail, m)
     parts = [pairs[start : start + chunk] for start in range(0, len(pairs), chunk)]
-    with ThreadPoolExecutor(available_cores()) as threads:
-        scores = list(threads.map(lambda part: _refine_chunk(detail, cores, part, m), parts))
+    scores = _on_all_cores(lambda part: _refine_chunk(detail, cores, part, m), parts)
     return np.concatenate(scores) if scores else np.empty(0, np.float32)
 
 

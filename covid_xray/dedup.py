@@ -96,16 +96,23 @@ def thumbnail(pixels: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
 EXHAUSTIVE_MAX = 5_000
 
 
+THUMBNAIL_NEIGHBOURS = 16  # first nearest neighbours asked of the index for each thumbnail (more where all pass)
+
+
 def correlated_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions: int = 32,
                      exhaustive_max: int = EXHAUSTIVE_MAX):
     """Index pairs (i, j, r), i < j, whose thumbnail correlation r is at least min_correlation.
 
     Thumbnails are unit vectors, so r >= t is a distance of at most sqrt(2 (1 - t)). Projected on `dimensions`
-    principal axes, no two points come closer than they are, so a ball-tree radius search there returns every such
-    pair (and a few more); each candidate is then checked on the full thumbnails. Exact, without comparing all pairs.
+    principal axes, no two points come closer than they are, so every such pair lies within that radius there too.
+    The projections go into an HNSW nearest-neighbour index (faiss); each thumbnail asks it for its
+    THUMBNAIL_NEIGHBOURS nearest, and again for four times as many while even the farthest of them is inside the
+    radius, so a cluster of copies of any size is found whole. Each candidate is then checked on the full thumbnails.
+    Cost grows as N log N (a ball-tree radius search here grew as about N^2.2: benchmarks/scale.json); on the shared
+    data it finds exactly the pairs that comparing all pairs finds (tests/test_dedup.py).
     """
+    import faiss
     from sklearn.decomposition import PCA
-    from sklearn.neighbors import BallTree
 
     n = len(thumbnails)
     if n < 2:
@@ -120,14 +127,28 @@ def correlated_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions:
         return
     sample = thumbnails[np.random.default_rng(0).permutation(n)[:20_000]]
     components = PCA(min(dimensions, *sample.shape), random_state=0).fit(sample).components_  # orthonormal rows
-    projected = thumbnails @ components.T
-    radius = np.sqrt(max(2.0 * (1.0 - min_correlation), 0.0)) + 1e-4
-    tree = BallTree(projected)
+    projected = np.ascontiguousarray(thumbnails @ components.T, np.float32)
+    radius_squared = (np.sqrt(max(2.0 * (1.0 - min_correlation), 0.0)) + 1e-4) ** 2  # faiss's L2 is squared
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # a single-threaded build is deterministic; searches are parallel and exact per query
+    try:
+        index = faiss.IndexHNSWFlat(projected.shape[1], 32)
+        index.hnsw.efConstruction = 64
+        index.add(projected)
+    finally:
+        faiss.omp_set_num_threads(threads)
     firsts, seconds = [], []
-    for start in range(0, n, 4096):
-        found = tree.query_radius(projected[start : start + 4096], radius)
-        firsts.append(np.repeat(np.arange(start, start + len(found)), [len(f) for f in found]))
-        seconds.append(np.concatenate(found))
+    asking, k = np.arange(n), THUMBNAIL_NEIGHBOURS
+    while len(asking):
+        k = min(k, n)
+        index.hnsw.efSearch = max(64, k)
+        distance, nearest = index.search(projected[asking], k)
+        inside = (distance <= radius_squared) & (nearest >= 0)
+        whole = ~inside[:, -1] | (k == n)  # the farthest asked is outside the radius: every one inside was found
+        rows, columns = np.nonzero(inside[whole])
+        firsts.append(asking[whole][rows])
+        seconds.append(nearest[whole][rows, columns])
+        asking, k = asking[~whole], 4 * k
     i, j = _unique_pairs(np.concatenate(firsts), np.concatenate(seconds), n)
     correlation = np.einsum("pd,pd->p", thumbnails[i], thumbnails[j])
     for a, b, r in zip(i, j, correlation):

@@ -36,7 +36,7 @@ def test_band_buckets_find_every_pair_the_all_pairs_comparison_finds(max_distanc
     assert hamming_pairs([f"{v:016x}" for v in values], max_distance) == expected
 
 
-def test_projected_radius_search_finds_every_correlated_thumbnail_pair():
+def test_indexed_thumbnail_search_finds_every_correlated_pair():
     from covid_xray.dedup import correlated_pairs
 
     rng = np.random.default_rng(0)
@@ -50,6 +50,20 @@ def test_projected_radius_search_finds_every_correlated_thumbnail_pair():
     i, j = np.nonzero(np.triu(correlation >= 0.95, 1))
     found = [(a, b) for a, b, _ in correlated_pairs(thumbnails, 0.95, exhaustive_max=0)]
     assert 20 < len(found) < 200 and found == list(zip(i.tolist(), j.tolist()))
+
+
+def test_a_cluster_of_copies_larger_than_the_neighbours_asked_for_is_found_whole():
+    from covid_xray.dedup import THUMBNAIL_NEIGHBOURS, correlated_pairs
+
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((3000, 1024)).astype(np.float32)
+    copies = base[0] + 0.05 * rng.standard_normal((5 * THUMBNAIL_NEIGHBOURS, 1024)).astype(np.float32)
+    thumbnails = np.r_[base, copies]  # one picture and 80 near copies of it: 3,240 pairs among 81 images
+    thumbnails -= thumbnails.mean(1, keepdims=True)
+    thumbnails /= np.linalg.norm(thumbnails, axis=1, keepdims=True)
+    i, j = np.nonzero(np.triu(thumbnails @ thumbnails.T >= 0.95, 1))
+    found = [(a, b) for a, b, _ in correlated_pairs(thumbnails, 0.95, exhaustive_max=0)]
+    assert len(found) == 81 * 80 // 2 and found == list(zip(i.tolist(), j.tolist()))
 
 
 def test_union_find_joins_transitively():

@@ -165,7 +165,7 @@ def test_secrets_are_generated_on_first_start_and_never_in_the_repository(stack)
     values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if line and not line.startswith("#"))
     assert set(values) == set(SECRETS) and all(len(value) >= 24 for value in values.values())
     for value in values.values():  # not in any tracked file
-        found = subprocess.run(["git", "grep", "-F", "-l", value], cwd=ROOT, capture_output=True, text=True)
+        found = subprocess.run(["git", "grep", "-F", "-l", "-e", value], cwd=ROOT, capture_output=True, text=True)
         assert found.returncode == 1 and found.stdout == "", f"a generated secret is in {found.stdout}"
     assert subprocess.run(["git", "check-ignore", "-q", "infra/.env"], cwd=ROOT).returncode == 0
 

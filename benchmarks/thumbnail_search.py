@@ -4,8 +4,8 @@
 
 Thumbnails are made as ingest makes them (`decode_grayscale`, `resize_square` at the default image size,
 `dedup.thumbnail`) from phantoms 0..N-1 (benchmarks/phantoms.py, written into the pool if missing); the phantoms
-are distinct, so 1 % of them get a noisy copy (thumbnail correlation about 0.97) for the searches to find. At each N, one
-after the other in one run: `dedup.correlated_pairs` with its index (exhaustive_max=0), and the former search, a
+are distinct, so 1 % of them get a noisy copy (thumbnail correlation about 0.97) for the searches to find. At each
+N, one after the other in one run: `dedup.correlated_pairs` with its index (exhaustive_max=0), and the former search, a
 scikit-learn ball-tree radius search on the same 32 principal axes; both must return the same pairs. Writes the
 seconds, the pairs found and the growth exponents (log time ratio over log N ratio) to the JSON.
 """
@@ -40,13 +40,10 @@ def _thumbnail(path: Path) -> np.ndarray:
 
 def ball_tree_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions: int = 32) -> list[tuple[int, int]]:
     """The search `correlated_pairs` used before its HNSW index (commit d5c13e3), for comparison."""
-    from sklearn.decomposition import PCA
     from sklearn.neighbors import BallTree
 
     n = len(thumbnails)
-    sample = thumbnails[np.random.default_rng(0).permutation(n)[:20_000]]
-    components = PCA(min(dimensions, *sample.shape), random_state=0).fit(sample).components_
-    projected = thumbnails @ components.T
+    projected = dedup.principal_projection(thumbnails, dimensions)  # the same projection as the index's
     radius = np.sqrt(max(2.0 * (1.0 - min_correlation), 0.0)) + 1e-4
     tree = BallTree(projected)
     firsts, seconds = [], []

@@ -96,6 +96,33 @@ def thumbnail(pixels: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
 EXHAUSTIVE_MAX = 5_000
 
 
+def principal_projection(vectors: np.ndarray, dimensions: int) -> np.ndarray:
+    """`vectors` on their first `dimensions` principal axes (fitted on a fixed sample of 20,000 rows), float32.
+
+    The axes are orthonormal, so no two projected points are farther apart than the vectors themselves."""
+    from sklearn.decomposition import PCA
+
+    sample = vectors[np.random.default_rng(0).permutation(len(vectors))[:20_000]]
+    components = PCA(min(dimensions, *sample.shape), random_state=0).fit(sample).components_
+    return np.ascontiguousarray(vectors @ components.T, np.float32)
+
+
+def hnsw_index(vectors: np.ndarray, neighbours: int, construction_breadth: int, metric: int):
+    """A faiss HNSW index holding `vectors` (float32 rows), built on one thread: a threaded build is not
+    deterministic. Its searches run on every core, and each query's answer does not depend on the threads."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        index = faiss.IndexHNSWFlat(vectors.shape[1], neighbours, metric)
+        index.hnsw.efConstruction = construction_breadth
+        index.add(vectors)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return index
+
+
 THUMBNAIL_NEIGHBOURS = 16  # first nearest neighbours asked of the index for each thumbnail (more where all pass)
 
 
@@ -108,11 +135,10 @@ def correlated_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions:
     The projections go into an HNSW nearest-neighbour index (faiss); each thumbnail asks it for its
     THUMBNAIL_NEIGHBOURS nearest, and again for four times as many while even the farthest of them is inside the
     radius, so a cluster of copies of any size is found whole. Each candidate is then checked on the full thumbnails.
-    Cost grows as N log N (a ball-tree radius search here grew as about N^2.2: benchmarks/scale.json); on the shared
-    data it finds exactly the pairs that comparing all pairs finds (tests/test_dedup.py).
+    Cost grows as N log N (a ball-tree radius search here grew as N^2.08: benchmarks/thumbnail_search.json); on
+    the shared data it finds exactly the pairs that comparing all pairs finds (tests/test_dedup.py).
     """
     import faiss
-    from sklearn.decomposition import PCA
 
     n = len(thumbnails)
     if n < 2:
@@ -125,18 +151,9 @@ def correlated_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions:
                 if start + a < j:
                     yield start + int(a), int(j), float(block[a, j])
         return
-    sample = thumbnails[np.random.default_rng(0).permutation(n)[:20_000]]
-    components = PCA(min(dimensions, *sample.shape), random_state=0).fit(sample).components_  # orthonormal rows
-    projected = np.ascontiguousarray(thumbnails @ components.T, np.float32)
+    projected = principal_projection(thumbnails, dimensions)
     radius_squared = (np.sqrt(max(2.0 * (1.0 - min_correlation), 0.0)) + 1e-4) ** 2  # faiss's L2 is squared
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # a single-threaded build is deterministic; searches are parallel and exact per query
-    try:
-        index = faiss.IndexHNSWFlat(projected.shape[1], 32)
-        index.hnsw.efConstruction = 64
-        index.add(projected)
-    finally:
-        faiss.omp_set_num_threads(threads)
+    index = hnsw_index(projected, neighbours=32, construction_breadth=64, metric=faiss.METRIC_L2)
     firsts, seconds = [], []
     asking, k = np.arange(n), THUMBNAIL_NEIGHBOURS
     while len(asking):
@@ -344,14 +361,7 @@ def crop_candidates(detail: np.ndarray, per_image: int, m: int = 10, chunk: int 
     windows = _windows()
     resample = _box_resampling(windows[:, 0], windows[:, 1], m)
     k = len(windows)
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # a single-threaded build is deterministic; searches are parallel and exact per query
-    try:
-        index = faiss.IndexHNSWFlat(m * m, 16, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 40
-        index.add(cores)
-    finally:
-        faiss.omp_set_num_threads(threads)
+    index = hnsw_index(cores, neighbours=16, construction_breadth=40, metric=faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efSearch = 16
     neighbours = min(NEIGHBOURS_PER_WINDOW, n)
     kept = SEARCH_KEPT_PER_IMAGE * per_image

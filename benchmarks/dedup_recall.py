@@ -19,8 +19,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from known_copies import decoded_images, detection_rates  # noqa: E402
 
-from covid_xray import dedup  # noqa: E402
 from covid_xray.config import PreprocessConfig, load_config  # noqa: E402
+from covid_xray.data import crop_matching, dedup, near_duplicates  # noqa: E402
 
 
 def main() -> None:
@@ -33,28 +33,36 @@ def main() -> None:
     config = load_config(args.config)
     root = Path(args.data)
     # Copies are found on the original pixels whatever the preprocessing: skip its cost.
-    data = config.data.model_copy(update={"root": str(root), "cache_dir": args.cache_dir, "preprocess": PreprocessConfig()})
+    data = config.data.model_copy(
+        update={"root": str(root), "cache_dir": args.cache_dir, "preprocess": PreprocessConfig()}
+    )
 
     started = time.perf_counter()
     frame, thumbnails, descriptors = decoded_images(root, data, config.validation.min_side)
     decode_seconds = time.perf_counter() - started
     times = {}
     started = time.perf_counter()
-    links = {(i, j): "exact" for i, j in dedup._same_value_pairs(frame["sha256"])}
-    links |= {(i, j): "hash" for i, j, _ in dedup.hamming_pairs(list(frame["phash"]), data.near_duplicate_max_distance)}
+    links = {(i, j): "exact" for i, j in dedup.same_value_pairs(frame["sha256"])}
+    links |= {
+        (i, j): "hash"
+        for i, j, _ in near_duplicates.hamming_pairs(list(frame["phash"]), data.near_duplicate_max_distance)
+    }
     times["exact_and_hash"] = time.perf_counter() - started
     started = time.perf_counter()
-    links |= {(i, j): "thumbnail" for i, j, _ in dedup.correlated_pairs(thumbnails, data.near_duplicate_min_correlation)}
+    links |= {
+        (i, j): "thumbnail"
+        for i, j, _ in near_duplicates.correlated_pairs(thumbnails, data.near_duplicate_min_correlation)
+    }
     times["thumbnail_correlation"] = time.perf_counter() - started
     started = time.perf_counter()
-    detail = dedup._detail(descriptors)
-    candidates = list(dedup.crop_candidates(detail, dedup.CROP_CANDIDATES_PER_IMAGE))
+    detail = crop_matching.detail_of(descriptors)
+    candidates = list(crop_matching.crop_candidates(detail, crop_matching.CROP_CANDIDATES_PER_IMAGE))
     times["crop_candidates"] = time.perf_counter() - started
     started = time.perf_counter()
-    scores = dedup.refine_match(detail, candidates)
+    scores = crop_matching.refine_match(detail, candidates)
     times["crop_verification"] = time.perf_counter() - started
     started = time.perf_counter()
-    exhaustive = list(dedup.crop_candidates_all_pairs(detail, dedup.CROP_CANDIDATES_PER_IMAGE))
+    exhaustive = list(crop_matching.crop_candidates_all_pairs(detail, crop_matching.CROP_CANDIDATES_PER_IMAGE))
     reference_seconds = time.perf_counter() - started
     for (i, j, _), score in zip(candidates, scores):
         if score >= data.near_duplicate_min_crop_correlation:

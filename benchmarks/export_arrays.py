@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from covid_xray.config import load_config  # noqa: E402
-from covid_xray.dataset import split_of  # noqa: E402
-from covid_xray.ingest import ingest  # noqa: E402
-from covid_xray.models import VGG16_CONV_LAYERS, build_backbone  # noqa: E402
+from covid_xray.data.dataset import split_of  # noqa: E402
+from covid_xray.data.ingest import ingest  # noqa: E402
+from covid_xray.modeling.models import VGG16_CONV_LAYERS, build_backbone  # noqa: E402
 
 
 def main() -> None:
@@ -41,17 +41,23 @@ def main() -> None:
     split = split_of(manifest, config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "data.npz", images=split.pixels(),
-                        label=(manifest["label"] == "covid").to_numpy(np.int8),
-                        source=manifest["source"].to_numpy(str), group=manifest["group_id"].to_numpy(str))  # fmt: skip
+    np.savez_compressed(
+        out / "data.npz",
+        images=split.pixels(),
+        label=(manifest["label"] == "covid").to_numpy(np.int8),
+        source=manifest["source"].to_numpy(str),
+        group=manifest["group_id"].to_numpy(str),
+    )
     backbone = build_backbone(args.size, args.weights)
     layers = {}
     for name in VGG16_CONV_LAYERS:
         kernel, bias = backbone.get_layer(name).get_weights()
         layers[f"{name}.kernel"], layers[f"{name}.bias"] = kernel.astype(np.float16), bias.astype(np.float16)
     np.savez(out / "vgg16.npz", **layers)
-    print(f"{len(manifest)} images at {args.size} px ({len(drops)} dropped at ingest) and {args.weights} VGG16 "
-          f"weights -> {out}")  # fmt: skip
+    print(
+        f"{len(manifest)} images at {args.size} px ({len(drops)} dropped at ingest) and {args.weights} VGG16 "
+        f"weights -> {out}"
+    )
 
 
 if __name__ == "__main__":

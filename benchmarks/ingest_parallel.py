@@ -21,8 +21,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from covid_xray.config import load_config  # noqa: E402
-from covid_xray.images import available_cores  # noqa: E402
-from covid_xray.ingest import ingest  # noqa: E402
+from covid_xray.data.ingest import ingest  # noqa: E402
+from covid_xray.data.parallel import available_cores  # noqa: E402
 
 
 def main() -> None:
@@ -40,14 +40,22 @@ def main() -> None:
             manifest, drops = ingest(data, config.validation)
             total = time.perf_counter() - started
         outputs[workers] = (manifest.drop(columns="cache_key"), drops)
-        runs[f"workers={workers}"] = {"total_seconds": round(total, 1), "images": len(manifest), "drops": len(drops),
-                                      **{f"{k}_seconds": round(v, 1) for k, v in manifest.attrs["seconds"].items()}}  # fmt: skip
+        runs[f"workers={workers}"] = {
+            "total_seconds": round(total, 1),
+            "images": len(manifest),
+            "drops": len(drops),
+            **{f"{k}_seconds": round(v, 1) for k, v in manifest.attrs["seconds"].items()},
+        }
         print(workers, runs[f"workers={workers}"], flush=True)
     (one, one_drops), (many, many_drops) = outputs.values()
     pd.testing.assert_frame_equal(one, many)
     pd.testing.assert_frame_equal(one_drops, many_drops)
-    result = {"command": "python benchmarks/ingest_parallel.py " + " ".join(sys.argv[1:]), "cores": available_cores(),
-              "same_manifest_and_drops": True, "runs": runs}  # fmt: skip
+    result = {
+        "command": "python benchmarks/ingest_parallel.py " + " ".join(sys.argv[1:]),
+        "cores": available_cores(),
+        "same_manifest_and_drops": True,
+        "runs": runs,
+    }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
-
-from covid_xray.metrics import covid_metrics, group_bootstrap_indices  # noqa: E402
 from timing import best_seconds  # noqa: E402  (benchmarks/ is the script's folder)
+
+from covid_xray.evaluation.metrics import covid_metrics, group_bootstrap_indices  # noqa: E402
 
 
 def main() -> None:
@@ -32,8 +32,9 @@ def main() -> None:
     labels = np.where(np.repeat(rng.random(args.patients) < 0.45, sizes), "covid", "normal")
     p_covid = np.clip(rng.normal(0.35, 0.2, len(labels)) + (labels == "covid") * 0.3, 0, 1)
     proba = np.column_stack([p_covid, 1 - p_covid])
-    vectorised = best_seconds(lambda: covid_metrics(labels, proba, ["covid", "normal"], groups, n=args.resamples), 5,
-                              warm_up=False)  # fmt: skip
+    vectorised = best_seconds(
+        lambda: covid_metrics(labels, proba, ["covid", "normal"], groups, n=args.resamples), 5, warm_up=False
+    )
     y, y_hat = labels == "covid", p_covid >= 0.5
     resamples = group_bootstrap_indices(groups, args.resamples, 0)
     loop = best_seconds(lambda: [balanced_accuracy_score(y[i], y_hat[i]) for i in resamples], 2, warm_up=False)

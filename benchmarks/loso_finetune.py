@@ -9,9 +9,9 @@ batches, and optionally with a source-adversarial head (gradient reversal, Ganin
 features which tell the sources apart. It uses PyTorch because the lent GPU machines have PyTorch and no
 TensorFlow; the data are the pipeline's own exported arrays, the metrics the pipeline's own functions.
 
-For each variant and seed, every source is held out in turn (train on the rest, fixed number of epochs, no
-model selection on the held-out source); the shortcut check trains once on a patient split of all sources and
-measures how well its features predict the source of the test images (covid_xray.metrics.source_predictability).
+For each variant and seed, every source is held out in turn (train on the rest, fixed number of epochs, no model
+selection on the held-out source); the shortcut check trains once on a patient split of all sources and measures how
+well its features predict the source of the test images (covid_xray.evaluation.metrics.source_predictability).
 """
 
 from __future__ import annotations
@@ -29,13 +29,27 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from covid_xray.metrics import covid_metrics, source_predictability  # noqa: E402
+from covid_xray.evaluation.metrics import covid_metrics, source_predictability  # noqa: E402
 
 CONV_LAYERS = [  # VGG16 without top, as keras.applications.VGG16 names them; "M" is a 2×2 max pool
-    "block1_conv1", "block1_conv2", "M", "block2_conv1", "block2_conv2", "M", "block3_conv1", "block3_conv2",
-    "block3_conv3", "M", "block4_conv1", "block4_conv2", "block4_conv3", "M", "block5_conv1", "block5_conv2",
+    "block1_conv1",
+    "block1_conv2",
+    "M",
+    "block2_conv1",
+    "block2_conv2",
+    "M",
+    "block3_conv1",
+    "block3_conv2",
+    "block3_conv3",
+    "M",
+    "block4_conv1",
+    "block4_conv2",
+    "block4_conv3",
+    "M",
+    "block5_conv1",
+    "block5_conv2",
     "block5_conv3",
-]  # fmt: skip
+]
 MEAN_BGR = (103.939, 116.779, 123.68)
 VARIANTS = {
     # name: (trainable backbone, augmentation, adversarial weight, epochs, backbone lr, head lr)
@@ -99,10 +113,12 @@ def augment(x: torch.Tensor) -> torch.Tensor:
 
     angle, scale, shear = uniform(-0.17, 0.17), uniform(0.9, 1.1), uniform(-0.1, 0.1)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin + shear, uniform(-0.12, 0.12)], 1),
-                         torch.stack([sin, cos, uniform(-0.12, 0.12)], 1)], 1)  # fmt: skip
-    x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), padding_mode="border",
-                      align_corners=False)  # fmt: skip
+    theta = torch.stack(
+        [torch.stack([cos, -sin + shear, uniform(-0.12, 0.12)], 1), torch.stack([sin, cos, uniform(-0.12, 0.12)], 1)], 1
+    )
+    x = F.grid_sample(
+        x, F.affine_grid(theta, list(x.shape), align_corners=False), padding_mode="border", align_corners=False
+    )
     x = (x / 255).clamp(1e-4, 1) ** torch.exp(uniform(math.log(0.7), math.log(1.4))).view(b, 1, 1, 1)
     mean = x.mean((1, 2, 3), keepdim=True)
     x = (x - mean) * uniform(0.8, 1.2).view(b, 1, 1, 1) + mean + uniform(-0.08, 0.08).view(b, 1, 1, 1)
@@ -125,8 +141,9 @@ def train(data, train_idx, variant, seed, device, batch_size=32, log=print) -> D
         groups.append({"params": model.backbone.parameters(), "lr": backbone_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
     steps = math.ceil(len(train_idx) / batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, [g["lr"] for g in groups], total_steps=epochs * steps,
-                                                   pct_start=0.1)  # fmt: skip
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, [g["lr"] for g in groups], total_steps=epochs * steps, pct_start=0.1
+    )
     cells = data["source"][train_idx] * 2 + data["label"][train_idx]  # draw evenly over source × label cells
     _, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
     draw = 1 / counts[inverse]
@@ -178,12 +195,14 @@ def predict(model: Detector, data, idx, device, batch_size=128) -> tuple[np.ndar
 def score(data, idx, probability) -> dict:
     labels = np.where(data["label"][idx] == 1, "covid", "normal")
     metrics = covid_metrics(labels, np.stack([probability, 1 - probability], 1), ["covid", "normal"])
-    return {k: round(float(metrics[k]), 4) for k in ("n", "n_covid", "sensitivity", "specificity",
-                                                     "balanced_accuracy", "roc_auc")}  # fmt: skip
+    return {
+        k: round(float(metrics[k]), 4)
+        for k in ("n", "n_covid", "sensitivity", "specificity", "balanced_accuracy", "roc_auc")
+    }
 
 
 def patient_split(data, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The split of covid_xray.split.hold_out_groups (same test images, checked on the exported data); that
+    """The split of covid_xray.data.split.hold_out_groups (same test images, checked on the exported data); that
     module needs pydantic through covid_xray.config, which the GPU machines do not have."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -197,10 +216,16 @@ def load(folder: Path, device) -> dict:
     source_names, source = np.unique(arrays["source"], return_inverse=True)
     weights = dict(np.load(folder / "vgg16.npz"))
     label = arrays["label"].astype(np.int64)
-    return {"images": torch.from_numpy(arrays["images"]).to(device), "label": label, "source": source,
-            "source_names": list(source_names), "group": arrays["group"], "weights": weights,
-            "labels_t": torch.from_numpy(label).float().to(device),
-            "source_t": torch.from_numpy(source).to(device)}  # fmt: skip
+    return {
+        "images": torch.from_numpy(arrays["images"]).to(device),
+        "label": label,
+        "source": source,
+        "source_names": list(source_names),
+        "group": arrays["group"],
+        "weights": weights,
+        "labels_t": torch.from_numpy(label).float().to(device),
+        "source_t": torch.from_numpy(source).to(device),
+    }
 
 
 def main() -> None:
@@ -218,13 +243,21 @@ def main() -> None:
         keep = np.random.default_rng(0).permutation(len(data["label"]))[: args.limit]
         data = {k: (v[keep] if hasattr(v, "__len__") and len(v) == len(data["label"]) else v) for k, v in data.items()}
         data["images"] = data["images"][:, ::8, ::8].contiguous()
-    report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-              "image_size": int(data["images"].shape[-1]), "images": int(len(data["label"])),
-              "variants": {}}  # fmt: skip
+    report = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "image_size": int(data["images"].shape[-1]),
+        "images": int(len(data["label"])),
+        "variants": {},
+    }
     started = time.perf_counter()
     for variant in args.variants.split(","):
-        result = {"config": dict(zip(["trainable", "augment", "adversarial", "epochs", "backbone_lr", "head_lr"],
-                                     VARIANTS[variant])), "folds": [], "mean_balanced_accuracy": []}  # fmt: skip
+        result = {
+            "config": dict(
+                zip(["trainable", "augment", "adversarial", "epochs", "backbone_lr", "head_lr"], VARIANTS[variant])
+            ),
+            "folds": [],
+            "mean_balanced_accuracy": [],
+        }
         report["variants"][variant] = result
         for seed in range(args.seeds):
             means = []

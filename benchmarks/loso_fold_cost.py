@@ -8,14 +8,15 @@ first fold also computes the frozen backbone's cached features, which later fold
 
 import sys
 import time
+from pathlib import Path
 
 import yaml
 
 from covid_xray.config import parse_config
-from covid_xray.ingest import ingest
-from covid_xray.loso import fold_models, run_fold
+from covid_xray.data.ingest import ingest
+from covid_xray.evaluation.loso import fold_models, run_fold
 
-raw = yaml.safe_load(open("configs/default.yaml"))
+raw = yaml.safe_load(Path("configs/default.yaml").read_text())
 raw["data"]["sources"] = [s for s in raw["data"]["sources"] if s["path"] in ("actualmed", "covid19-image-dataset")]
 raw["data"]["cache_dir"] = ".cache/covid-xray-fold-cost"
 raw["validation"] |= {"min_images_per_class": 5, "min_images_per_split_class": 1}
@@ -30,6 +31,10 @@ for model in config.models:
     for label, variant in ((f"loso_epochs={config.evaluation.loso_epochs}", cheap[model.name]), ("full", model)):
         started = time.time()
         fold = run_fold(manifest, "actualmed", variant, config)
-        print(f"{model.name} {label} (epochs {variant.epochs}): fold without actualmed {time.time() - started:.0f} s wall, "
-              f"train {fold['train_seconds']:.0f} s on {fold['train_images']} images, "
-              f"held-out balanced accuracy {fold['balanced_accuracy']:.3f}", flush=True)
+        print(
+            f"{model.name} {label} (epochs {variant.epochs}): fold without actualmed "
+            f"{time.time() - started:.0f} s wall, "
+            f"train {fold['train_seconds']:.0f} s on {fold['train_images']} images, "
+            f"held-out balanced accuracy {fold['balanced_accuracy']:.3f}",
+            flush=True,
+        )

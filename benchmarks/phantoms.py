@@ -1,4 +1,5 @@
-"""Synthetic, distinct chest-X-ray-like images (procedural phantoms) in the class-folder layout, for the scale benchmark.
+"""Synthetic, distinct chest-X-ray-like images (procedural phantoms) in the class-folder layout, for the scale
+benchmark.
 
     python benchmarks/phantoms.py OUT_DIR N
 
@@ -43,7 +44,7 @@ def phantom(number: int) -> tuple[Image.Image, str]:
     lungs = np.zeros_like(image)
     for side in (-1, 1):
         lx, ly = cx + side * rng.uniform(0.13, 0.2), rng.uniform(0.42, 0.5)
-        lungs += (((x - lx) / rng.uniform(0.09, 0.15)) ** 2 + ((y - ly) / rng.uniform(0.2, 0.28)) ** 2 < 1)
+        lungs += ((x - lx) / rng.uniform(0.09, 0.15)) ** 2 + ((y - ly) / rng.uniform(0.2, 0.28)) ** 2 < 1
     image -= rng.uniform(0.25, 0.4) * lungs
     for _ in range(rng.integers(8, 13)):  # ribs: curved bright bands, random spacing and phase
         level, bend = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.6)
@@ -51,7 +52,9 @@ def phantom(number: int) -> tuple[Image.Image, str]:
         image += rng.uniform(0.04, 0.09) * (np.abs(y - curve) < rng.uniform(0.006, 0.014)) * body
     image += rng.uniform(0.15, 0.3) * (np.abs(x - cx - rng.uniform(-0.01, 0.01)) < rng.uniform(0.03, 0.05)) * body
     hx, hy = cx + rng.uniform(0.0, 0.08), rng.uniform(0.58, 0.66)
-    image += rng.uniform(0.2, 0.35) * (((x - hx) / rng.uniform(0.1, 0.16)) ** 2 + ((y - hy) / rng.uniform(0.08, 0.13)) ** 2 < 1)
+    image += rng.uniform(0.2, 0.35) * (
+        ((x - hx) / rng.uniform(0.1, 0.16)) ** 2 + ((y - hy) / rng.uniform(0.08, 0.13)) ** 2 < 1
+    )
     for side in (-1, 1):  # clavicles
         image += 0.12 * (np.abs(y - rng.uniform(0.16, 0.24) - side * 0.25 * (x - cx)) < 0.01) * (np.abs(x - cx) < 0.3)
     if label == "covid":
@@ -69,10 +72,20 @@ def phantom(number: int) -> tuple[Image.Image, str]:
     shift = rng.uniform(-0.1, 0.1, 2) * SIDE
     a, b = np.cos(angle) / scale, np.sin(angle) / scale  # output pixel -> input pixel, about the image centre
     centre = SIDE / 2
-    picture = picture.transform((SIDE, SIDE), Image.Transform.AFFINE,
-                                (a, b, centre - a * (centre + shift[0]) - b * (centre + shift[1]),
-                                 -b, a, centre + b * (centre + shift[0]) - a * (centre + shift[1])),
-                                Image.Resampling.BILINEAR, fillcolor=int(rng.integers(0, 30)))  # fmt: skip
+    picture = picture.transform(
+        (SIDE, SIDE),
+        Image.Transform.AFFINE,
+        (
+            a,
+            b,
+            centre - a * (centre + shift[0]) - b * (centre + shift[1]),
+            -b,
+            a,
+            centre + b * (centre + shift[0]) - a * (centre + shift[1]),
+        ),
+        Image.Resampling.BILINEAR,
+        fillcolor=int(rng.integers(0, 30)),
+    )
     draw = ImageDraw.Draw(picture)
     marker = f"{rng.choice(['L', 'R', 'AP', 'PA'])} {rng.integers(0, 10_000)}"
     draw.text((rng.integers(5, 180), rng.integers(5, 30)), marker, fill=int(rng.integers(200, 256)))

@@ -31,14 +31,14 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 import mlflow  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import best_seconds  # noqa: E402  (benchmarks/ is the script's folder)
 
 from covid_xray.config import load_config  # noqa: E402
-from covid_xray.decision import OperatingPoint  # noqa: E402
-from covid_xray.models import build_model  # noqa: E402
-from covid_xray.predict import Predictor  # noqa: E402
-from covid_xray.serving import log_model  # noqa: E402
-from covid_xray.transform import InferenceTransform  # noqa: E402
-from timing import best_seconds  # noqa: E402  (benchmarks/ is the script's folder)
+from covid_xray.data.transform import InferenceTransform  # noqa: E402
+from covid_xray.evaluation.decision import OperatingPoint  # noqa: E402
+from covid_xray.modeling.models import build_model  # noqa: E402
+from covid_xray.serving.predict import Predictor  # noqa: E402
+from covid_xray.serving.pyfunc import log_model  # noqa: E402
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -72,9 +72,16 @@ def measure(variant, config, paths: list[Path], batch_size: int, repeats: int, s
     predictor_s = best_seconds(lambda: predictor.predict_files(paths, batch_size), repeats)
     raw_s = best_seconds(lambda: predictor.keras_model.predict(batch, batch_size=batch_size, verbose=0), repeats)
     transform_s = best_seconds(lambda: [transform(p) for p in paths], 1)
-    return {"model": variant.name, "kind": variant.kind, "images": len(paths), "batch_size": batch_size,
-            "predictor_images_per_s": len(paths) / predictor_s, "raw_model_predict_images_per_s": len(paths) / raw_s,
-            "transform_only_images_per_s": len(paths) / transform_s, "ratio": raw_s / predictor_s}  # fmt: skip
+    return {
+        "model": variant.name,
+        "kind": variant.kind,
+        "images": len(paths),
+        "batch_size": batch_size,
+        "predictor_images_per_s": len(paths) / predictor_s,
+        "raw_model_predict_images_per_s": len(paths) / raw_s,
+        "transform_only_images_per_s": len(paths) / transform_s,
+        "ratio": raw_s / predictor_s,
+    }
 
 
 def main() -> None:
@@ -100,11 +107,19 @@ def main() -> None:
             print(json.dumps(results[-1]))
     report = {
         "command": " ".join(["python", *sys.argv]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "gpus": [g.name for g in tf.config.list_physical_devices("GPU")], "tensorflow": tf.__version__,
-                    "keras": keras.__version__},  # fmt: skip
-        "data": {"folder": args.images, "images": len(paths), "image_size": config.data.image_size,
-                 "transform": transform.to_record()},  # fmt: skip
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "gpus": [g.name for g in tf.config.list_physical_devices("GPU")],
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        "data": {
+            "folder": args.images,
+            "images": len(paths),
+            "image_size": config.data.image_size,
+            "transform": transform.to_record(),
+        },
         "results": results,
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -29,14 +29,16 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import best_seconds  # noqa: E402  (benchmarks/ is the script's folder)
 
 from covid_xray.config import ModelConfig  # noqa: E402
-from covid_xray.images import ImageCache, ImageError, sha256_file  # noqa: E402
-from covid_xray.models import build_cnn, build_vgg16, feature_extractor  # noqa: E402
-from covid_xray.stream import CacheRef, Split  # noqa: E402
-from covid_xray.training import training_inputs  # noqa: E402
-from covid_xray.transform import model_input  # noqa: E402
-from timing import best_seconds  # noqa: E402  (benchmarks/ is the script's folder)
+from covid_xray.data.cache import ImageCache
+from covid_xray.data.decode import ImageError, sha256_file  # noqa: E402
+from covid_xray.data.stream import CacheRef, Split  # noqa: E402
+from covid_xray.data.transform import model_input  # noqa: E402
+from covid_xray.modeling.features import feature_extractor  # noqa: E402
+from covid_xray.modeling.models import build_cnn, build_vgg16
+from covid_xray.modeling.training import training_inputs  # noqa: E402
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -77,8 +79,12 @@ def input_pipeline_vs_in_memory(split: Split, size: int, repeats: int) -> dict:
     tensors = tf.constant(model_input(split.pixels())), tf.constant(split.labels)
     pipeline = best_seconds(lambda: ours.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
     memory = best_seconds(lambda: plain.fit(*tensors, batch_size=32, epochs=1, shuffle=True, verbose=0), repeats)
-    return {"images": len(split), "pipeline_images_per_s": len(split) / pipeline,
-            "in_memory_images_per_s": len(split) / memory, "ratio": memory / pipeline}  # fmt: skip
+    return {
+        "images": len(split),
+        "pipeline_images_per_s": len(split) / pipeline,
+        "in_memory_images_per_s": len(split) / memory,
+        "ratio": memory / pipeline,
+    }
 
 
 def cached_features_vs_backbone(split: Split, size: int, repeats: int) -> dict:
@@ -94,18 +100,27 @@ def cached_features_vs_backbone(split: Split, size: int, repeats: int) -> dict:
     cached = best_seconds(lambda: head.fit(features, split.labels, batch_size=32, epochs=1, verbose=0), repeats)
     inputs = training_inputs(split, config)
     full = best_seconds(lambda: model.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
-    return {"images": len(split), "image_size": size, "cached_epoch_s": cached, "backbone_epoch_s": full,
-            "feature_extraction_once_s": extract, "speedup": full / cached}  # fmt: skip
+    return {
+        "images": len(split),
+        "image_size": size,
+        "cached_epoch_s": cached,
+        "backbone_epoch_s": full,
+        "feature_extraction_once_s": extract,
+        "speedup": full / cached,
+    }
 
 
-def ours_vs_image_dataset_from_directory(split: Split, files: list[Path], size: int, cache_root: Path, repeats: int) -> dict:
+def ours_vs_image_dataset_from_directory(
+    split: Split, files: list[Path], size: int, cache_root: Path, repeats: int
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for index, (path, label) in enumerate(zip(files, split.labels)):
             target = Path(tmp) / f"class_{label}" / f"{index:05d}{path.suffix.lower()}"
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-        keras_dataset = keras.utils.image_dataset_from_directory(tmp, color_mode="grayscale", image_size=(size, size),
-                                                                 batch_size=32, shuffle=True, seed=0, verbose=False)  # fmt: skip
+        keras_dataset = keras.utils.image_dataset_from_directory(
+            tmp, color_mode="grayscale", image_size=(size, size), batch_size=32, shuffle=True, seed=0, verbose=False
+        )
         keras_seconds = best_seconds(lambda: [batch for batch in keras_dataset], repeats)
     config = ModelConfig(name="cnn", kind="cnn", batch_size=32)
 
@@ -113,15 +128,21 @@ def ours_vs_image_dataset_from_directory(split: Split, files: list[Path], size: 
         return [batch for batch in training_inputs(split, config)["x"]]
 
     ours_seconds = best_seconds(ours_epoch, repeats)
-    return {"images": len(split), "ours_images_per_s": len(split) / ours_seconds,
-            "image_dataset_from_directory_images_per_s": len(split) / keras_seconds,
-            "ratio": keras_seconds / ours_seconds}  # fmt: skip
+    return {
+        "images": len(split),
+        "ours_images_per_s": len(split) / ours_seconds,
+        "image_dataset_from_directory_images_per_s": len(split) / keras_seconds,
+        "ratio": keras_seconds / ours_seconds,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/darkcovidnet"),
-                        help="a folder of class sub-folders of images")  # fmt: skip
+    parser.add_argument(
+        "--data",
+        default=str(ROOT.parent / "shared/datasets/darkcovidnet"),
+        help="a folder of class sub-folders of images",
+    )
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
@@ -130,14 +151,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache_root:
         split, files, cold_load = load_images(Path(args.data), args.images, args.size, Path(cache_root))
         results = {
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-                        "tensorflow": tf.__version__, "keras": keras.__version__},  # fmt: skip
+            "machine": {
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+                "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+            },
             "data": {"folder": args.data, "images": len(split), "size": args.size, "cold_decode_s": cold_load},
             "a_input_pipeline_vs_in_memory": input_pipeline_vs_in_memory(split, args.size, args.repeats),
             "b_cached_features_vs_backbone": cached_features_vs_backbone(split, args.size, args.repeats),
             "c_ours_vs_image_dataset_from_directory": ours_vs_image_dataset_from_directory(
-                split, files, args.size, Path(cache_root), args.repeats),
+                split, files, args.size, Path(cache_root), args.repeats
+            ),
         }
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

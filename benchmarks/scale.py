@@ -16,6 +16,7 @@ JSON (with the 100k/10k or largest/second-largest per-image time ratio per stage
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -35,16 +36,20 @@ from phantoms import FOLDERS, write_phantoms  # noqa: E402
 
 from covid_xray.config import RunConfig, SourceConfig, load_config  # noqa: E402
 
-STAGES = ["ingest", "dedup", "split_validation", "cnn_epoch", "evaluation", "vgg16_features_sample",
-          "vgg16_head_epoch"]  # fmt: skip
+STAGES = ["ingest", "dedup", "split_validation", "cnn_epoch", "evaluation", "vgg16_features_sample", "vgg16_head_epoch"]
 FEATURE_SAMPLE = 64
 
 
 def benchmark_config(root: Path, cache_dir: Path, base: str = "configs/default.yaml") -> RunConfig:
     """The default config on the phantoms: its preprocessing, split, validation and models; one folder source."""
     config = load_config(base)
-    source = SourceConfig(reader="folder", path="phantoms", name="phantoms", patient_pattern=r"^(P\d+)_",
-                          labels={folder: label for label, folder in FOLDERS.items()})  # fmt: skip
+    source = SourceConfig(
+        reader="folder",
+        path="phantoms",
+        name="phantoms",
+        patient_pattern=r"^(P\d+)_",
+        labels={folder: label for label, folder in FOLDERS.items()},
+    )
     data = config.data.model_copy(update={"root": str(root), "sources": [source], "cache_dir": str(cache_dir)})
     data = type(data).model_validate(data.model_dump())
     validation = config.validation.model_copy(update={"allowed_views": [*config.validation.allowed_views]})
@@ -62,10 +67,8 @@ class PeakMemory:
         while not self._stop.is_set():
             total = me.memory_info().rss
             for child in me.children(recursive=True):
-                try:
+                with contextlib.suppress(psutil.Error):  # a child that ended meanwhile
                     total += child.memory_info().rss
-                except psutil.Error:
-                    pass
             self.peak = max(self.peak, total)
             self._stop.wait(self.interval)
 
@@ -98,10 +101,11 @@ def model_stages(config: RunConfig, prepared, results: dict) -> None:
     import keras
     import tensorflow as tf
 
-    from covid_xray.dataset import split_of
-    from covid_xray.models import build_head, build_vgg16, feature_extractor
-    from covid_xray.stream import pixel_batches
-    from covid_xray.training import train_model
+    from covid_xray.data.dataset import split_of
+    from covid_xray.modeling.batches import pixel_batches
+    from covid_xray.modeling.features import feature_extractor
+    from covid_xray.modeling.models import build_head, build_vgg16
+    from covid_xray.modeling.training import train_model
 
     split = prepared.manifest
     cnn = next(m for m in config.models if m.kind == "cnn").model_copy(update={"epochs": 1})
@@ -111,9 +115,17 @@ def model_stages(config: RunConfig, prepared, results: dict) -> None:
         train = split_of(prepared.train_rows, config)
         val = split_of(split[split["split"] == "val"], config)
         started = time.perf_counter()
-        trained = train_model(cnn, train, val, n_classes=classes, image_size=config.data.image_size,
-                              image_cache_key=str(split["cache_key"].iloc[0]), cache_dir=str(config.data.cache_dir),
-                              use_feature_cache=False, verbose=0)  # fmt: skip
+        trained = train_model(
+            cnn,
+            train,
+            val,
+            n_classes=classes,
+            image_size=config.data.image_size,
+            image_cache_key=str(split["cache_key"].iloc[0]),
+            cache_dir=str(config.data.cache_dir),
+            use_feature_cache=False,
+            verbose=0,
+        )
         out.update(images=len(train), fit_seconds=round(time.perf_counter() - started, 2))
     with stage(results, "evaluation") as out:
         test = split_of(split[split["split"] == "test"], config)
@@ -140,9 +152,9 @@ def model_stages(config: RunConfig, prepared, results: dict) -> None:
 
 
 def run_one(n: int, work: Path, workers: int | None) -> dict:
-    from covid_xray.dataset import prepare
-    from covid_xray.ingest import ingest
-    from covid_xray.validation import validate_manifest
+    from covid_xray.data.dataset import prepare
+    from covid_xray.data.ingest import ingest
+    from covid_xray.data.validation import validate_manifest
 
     root, cache = work / f"n{n}", work / f"n{n}-cache"
     started = time.perf_counter()
@@ -162,9 +174,12 @@ def run_one(n: int, work: Path, workers: int | None) -> dict:
         out.update(seconds=seconds["decode"], images=len(manifest), drops=len(drops))
     # ingest ends with deduplication, in the same process: its wall time is taken out of ingest's, and the two share
     # one peak-memory measurement
-    results["dedup"] = {"seconds": round(seconds["dedup"], 2), "load_average": results["ingest"]["load_average"],
-                        "peak_rss_gb": results["ingest"]["peak_rss_gb"],
-                        "duplicate_drops": int(drops["reason"].str.contains("duplicate").sum())}  # fmt: skip
+    results["dedup"] = {
+        "seconds": round(seconds["dedup"], 2),
+        "load_average": results["ingest"]["load_average"],
+        "peak_rss_gb": results["ingest"]["peak_rss_gb"],
+        "duplicate_drops": int(drops["reason"].str.contains("duplicate").sum()),
+    }
     results["ingest"]["seconds"] = round(seconds["decode"], 2)
     print(f"  dedup: {results['dedup']}", flush=True)
     with stage(results, "split_validation") as out:
@@ -172,8 +187,12 @@ def run_one(n: int, work: Path, workers: int | None) -> dict:
         report = validate_manifest(prepared.manifest, config.validation, config.data.classes)
         out.update(checks=len(report.checks), failed=[c.expectation for c in report.checks if not c.success])
     model_stages(config, prepared, results)
-    return {"n": n, "phantom_seconds": round(generated, 1), "duplicate_examples": drops.loc[
-        drops["reason"].str.contains("duplicate"), "reason"].head(5).tolist(), "stages": results}  # fmt: skip
+    return {
+        "n": n,
+        "phantom_seconds": round(generated, 1),
+        "duplicate_examples": drops.loc[drops["reason"].str.contains("duplicate"), "reason"].head(5).tolist(),
+        "stages": results,
+    }
 
 
 def ratios(runs: list[dict]) -> dict:
@@ -181,8 +200,13 @@ def ratios(runs: list[dict]) -> dict:
     if len(runs) < 2:
         return {}
     small, large = sorted(runs, key=lambda r: r["n"])[-2:]
-    return {name: round((large["stages"][name]["seconds"] / large["n"]) / (small["stages"][name]["seconds"] / small["n"]), 2)
-            for name in STAGES if name != "vgg16_features_sample" and small["stages"][name]["seconds"] > 0}  # fmt: skip
+    return {
+        name: round(
+            (large["stages"][name]["seconds"] / large["n"]) / (small["stages"][name]["seconds"] / small["n"]), 2
+        )
+        for name in STAGES
+        if name != "vgg16_features_sample" and small["stages"][name]["seconds"] > 0
+    }
 
 
 def plot(runs: list[dict], path: Path) -> None:
@@ -217,9 +241,13 @@ def main(argv: list[str] | None = None) -> dict:
     out, runs = Path(args.out), []
     for n in args.n:  # the JSON and plot are rewritten after every N, so a long run leaves its finished sizes
         runs.append(run_one(n, Path(args.work), args.workers))
-        result = {"command": "python benchmarks/scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-                  "runs": runs, "per_image_time_ratio": ratios(runs)}  # fmt: skip
+        result = {
+            "command": "python benchmarks/scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "cores": psutil.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "runs": runs,
+            "per_image_time_ratio": ratios(runs),
+        }
         out.write_text(json.dumps(result, indent=2) + "\n")
         plot(runs, out.with_suffix(".png"))
     print(json.dumps(result["per_image_time_ratio"]), flush=True)

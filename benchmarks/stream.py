@@ -35,16 +35,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
+from timing import side_by_side  # noqa: E402  (benchmarks/ is the script's folder)
 
 from covid_xray.config import parse_config  # noqa: E402
-from covid_xray.dataset import image_cache, split_of  # noqa: E402
-from covid_xray.images import sha256_file  # noqa: E402
-from covid_xray.ingest import read_sources  # noqa: E402
-from covid_xray.models import build_model, feature_extractor  # noqa: E402
-from covid_xray.stream import pixel_batches  # noqa: E402
-from covid_xray.training import training_inputs  # noqa: E402
-from covid_xray.transform import model_input  # noqa: E402
-from timing import side_by_side  # noqa: E402  (benchmarks/ is the script's folder)
+from covid_xray.data.dataset import image_cache, split_of  # noqa: E402
+from covid_xray.data.decode import sha256_file  # noqa: E402
+from covid_xray.data.ingest import read_sources  # noqa: E402
+from covid_xray.data.transform import model_input  # noqa: E402
+from covid_xray.modeling.batches import pixel_batches  # noqa: E402
+from covid_xray.modeling.features import feature_extractor  # noqa: E402
+from covid_xray.modeling.models import build_model
+from covid_xray.modeling.training import training_inputs  # noqa: E402
 
 
 def real_split(data: str, cache_dir: str, count: int, size: int):
@@ -81,9 +82,15 @@ def cnn_epoch(config, split, repeats: int) -> dict:
 
     times = side_by_side({"arrays": epoch(arrays), "stream": epoch(None)}, repeats)
     from_arrays, streamed = times["arrays"], times["stream"]
-    return {"images": len(split), "image_size": config.data.image_size, "arrays_epoch_s": from_arrays,
-            "stream_epoch_s": streamed, "arrays_images_per_s": len(split) / from_arrays,
-            "stream_images_per_s": len(split) / streamed, "stream_over_arrays_throughput": from_arrays / streamed}
+    return {
+        "images": len(split),
+        "image_size": config.data.image_size,
+        "arrays_epoch_s": from_arrays,
+        "stream_epoch_s": streamed,
+        "arrays_images_per_s": len(split) / from_arrays,
+        "stream_images_per_s": len(split) / streamed,
+        "stream_over_arrays_throughput": from_arrays / streamed,
+    }
 
 
 def vgg_head(config, split, sample: int, repeats: int) -> dict:
@@ -95,8 +102,14 @@ def vgg_head(config, split, sample: int, repeats: int) -> dict:
     arrays = model_input(part.pixels())
     extractor.predict(arrays[:32], batch_size=32, verbose=0)  # warm-ups on one batch: a pass costs minutes on a CPU
     extractor.predict(pixel_batches(part.subset(range(32)), 32), verbose=0)
-    times = side_by_side({"arrays": lambda: extractor.predict(arrays, batch_size=32, verbose=0),
-                          "stream": lambda: extractor.predict(pixel_batches(part, 32), verbose=0)}, repeats, False)
+    times = side_by_side(
+        {
+            "arrays": lambda: extractor.predict(arrays, batch_size=32, verbose=0),
+            "stream": lambda: extractor.predict(pixel_batches(part, 32), verbose=0),
+        },
+        repeats,
+        False,
+    )
     extract_arrays, extract_stream = times["arrays"], times["stream"]
     features = np.random.default_rng(0).normal(size=(len(split), extractor.output_shape[-1])).astype("float32")
     head = model.get_layer("head")  # an epoch's cost does not depend on the feature values
@@ -104,22 +117,26 @@ def vgg_head(config, split, sample: int, repeats: int) -> dict:
     inputs = training_inputs(split, vgg, x=features)
     head_epoch = side_by_side({"head": lambda: head.fit(**inputs, epochs=1, shuffle=False, verbose=0)}, repeats)["head"]
     backbone_epoch = len(split) / (len(part) / extract_stream)  # a forward pass over the split, at least
-    return {"sample": len(part), "extract_arrays_images_per_s": len(part) / extract_arrays,
-            "extract_stream_images_per_s": len(part) / extract_stream,
-            "stream_over_arrays_extraction": extract_arrays / extract_stream,
-            "head_epoch_on_cached_features_s": head_epoch, "head_images_per_s": len(split) / head_epoch,
-            "backbone_forward_epoch_s_at_least": backbone_epoch,
-            "feature_cache_speedup_at_least": backbone_epoch / head_epoch}  # fmt: skip
+    return {
+        "sample": len(part),
+        "extract_arrays_images_per_s": len(part) / extract_arrays,
+        "extract_stream_images_per_s": len(part) / extract_stream,
+        "stream_over_arrays_extraction": extract_arrays / extract_stream,
+        "head_epoch_on_cached_features_s": head_epoch,
+        "head_images_per_s": len(split) / head_epoch,
+        "backbone_forward_epoch_s_at_least": backbone_epoch,
+        "feature_cache_speedup_at_least": backbone_epoch / head_epoch,
+    }
 
 
 MEMORY_CHILD = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np, tensorflow as tf
-from covid_xray.sampling import balanced_dataset, cell_ids
+from covid_xray.modeling.sampling import balanced_dataset, cell_ids
 from covid_xray.config import ModelConfig
-from covid_xray.stream import Split
-from covid_xray.training import training_inputs
+from covid_xray.data.stream import Split
+from covid_xray.modeling.training import training_inputs
 split = Split.from_record(json.load(open(sys.argv[2])))
 mode = sys.argv[3]
 config = ModelConfig(name="m", kind="cnn", batch_size=32, sampling="source_label")
@@ -170,8 +187,12 @@ def memory(sizes: list[int], size: int, work: Path) -> list[dict]:
         record.write_text(json.dumps(split.to_record()))
         row = {"images": n, "image_size": size, "split_artifact_bytes": record.stat().st_size}
         for mode in ("arrays", "stream"):
-            done = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(ROOT), str(record), mode],
-                                  capture_output=True, text=True, timeout=1800)  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-c", MEMORY_CHILD, str(ROOT), str(record), mode],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
             if done.returncode:
                 raise SystemExit(done.stderr[-3000:])
             measured = json.loads(done.stdout.strip().splitlines()[-1])
@@ -197,8 +218,14 @@ def main() -> None:
     config, split, load_s = real_split(args.data, args.cache, args.images, args.size)
     print(f"{len(split)} real images ({load_s:.1f} s through the cache)", flush=True)
     parts = args.parts.split(",")
-    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-                           "keras": keras.__version__}}  # fmt: skip
+    results = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        }
+    }
     if "a" in parts:
         results["a_cnn_small_epoch"] = cnn_epoch(config, split, args.repeats)
         print(json.dumps(results["a_cnn_small_epoch"]), flush=True)

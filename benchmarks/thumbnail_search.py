@@ -3,11 +3,11 @@
     python benchmarks/thumbnail_search.py [--n 10000 30000] [--pool /tmp/scale/phantoms] [--out ...json]
 
 Thumbnails are made as ingest makes them (`decode_grayscale`, `resize_square` at the default image size,
-`dedup.thumbnail`) from phantoms 0..N-1 (benchmarks/phantoms.py, written into the pool if missing); the phantoms
-are distinct, so 1 % of them get a noisy copy (thumbnail correlation about 0.97) for the searches to find. At each
-N, one after the other in one run: `dedup.correlated_pairs` with its index (exhaustive_max=0), and the former search, a
-scikit-learn ball-tree radius search on the same 32 principal axes; both must return the same pairs. Writes the
-seconds, the pairs found and the growth exponents (log time ratio over log N ratio) to the JSON.
+`descriptors.thumbnail`) from phantoms 0..N-1 (benchmarks/phantoms.py, written into the pool if missing); the phantoms
+are distinct, so 1 % of them get a noisy copy (thumbnail correlation about 0.97) for the searches to find. At each N,
+one after the other in one run: `near_duplicates.correlated_pairs` with its index (exhaustive_max=0), and the former
+search, a scikit-learn ball-tree radius search on the same 32 principal axes; both must return the same pairs. Writes
+the seconds, the pairs found and the growth exponents (log time ratio over log N ratio) to the JSON.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ sys.path.insert(0, str(HERE.parent))
 
 from phantoms import _path, write_phantoms  # noqa: E402
 
-from covid_xray import dedup  # noqa: E402
 from covid_xray.config import load_config  # noqa: E402
-from covid_xray.images import decode_grayscale, resize_square  # noqa: E402
+from covid_xray.data import descriptors, near_duplicates  # noqa: E402
+from covid_xray.data.decode import decode_grayscale, resize_square  # noqa: E402
 
 IMAGE_SIZE = load_config("configs/default.yaml").data.image_size
 
 
 def _thumbnail(path: Path) -> np.ndarray:
-    return dedup.thumbnail(resize_square(decode_grayscale(path), IMAGE_SIZE))
+    return descriptors.thumbnail(resize_square(decode_grayscale(path), IMAGE_SIZE))
 
 
 def ball_tree_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions: int = 32) -> list[tuple[int, int]]:
@@ -43,7 +43,7 @@ def ball_tree_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions: 
     from sklearn.neighbors import BallTree
 
     n = len(thumbnails)
-    projected = dedup.principal_projection(thumbnails, dimensions)  # the same projection as the index's
+    projected = near_duplicates.principal_projection(thumbnails, dimensions)  # the same projection as the index's
     radius = np.sqrt(max(2.0 * (1.0 - min_correlation), 0.0)) + 1e-4
     tree = BallTree(projected)
     firsts, seconds = [], []
@@ -51,7 +51,7 @@ def ball_tree_pairs(thumbnails: np.ndarray, min_correlation: float, dimensions: 
         found = tree.query_radius(projected[start : start + 4096], radius)
         firsts.append(np.repeat(np.arange(start, start + len(found)), [len(f) for f in found]))
         seconds.append(np.concatenate(found))
-    i, j = dedup._unique_pairs(np.concatenate(firsts), np.concatenate(seconds), n)
+    i, j = near_duplicates.unique_pairs(np.concatenate(firsts), np.concatenate(seconds), n)
     keep = np.einsum("pd,pd->p", thumbnails[i], thumbnails[j]) >= min_correlation
     return list(zip(i[keep].tolist(), j[keep].tolist()))
 
@@ -66,11 +66,13 @@ def main() -> None:
     largest = max(args.n)
     write_phantoms(args.pool, largest)
     with ProcessPoolExecutor() as workers:
-        thumbnails = np.stack(list(workers.map(_thumbnail, [_path(args.pool, i) for i in range(largest)],
-                                               chunksize=256)))  # fmt: skip
+        thumbnails = np.stack(
+            list(workers.map(_thumbnail, [_path(args.pool, i) for i in range(largest)], chunksize=256))
+        )
     rng = np.random.default_rng(0)
     copies = thumbnails[: largest // 100] + 0.25 / np.sqrt(thumbnails.shape[1]) * rng.standard_normal(
-        (largest // 100, thumbnails.shape[1])).astype(np.float32)  # fmt: skip
+        (largest // 100, thumbnails.shape[1])
+    ).astype(np.float32)
     copies -= copies.mean(1, keepdims=True)
     copies /= np.linalg.norm(copies, axis=1, keepdims=True)
     results = {"min_correlation": min_correlation, "image_size": IMAGE_SIZE, "runs": []}
@@ -78,7 +80,7 @@ def main() -> None:
         run = {"n": n}
         searched = np.r_[thumbnails[: n - n // 100], copies[: n // 100]]  # n thumbnails, n // 100 pairs of copies
         started = time.perf_counter()
-        indexed = [(a, b) for a, b, _ in dedup.correlated_pairs(searched, min_correlation, exhaustive_max=0)]
+        indexed = [(a, b) for a, b, _ in near_duplicates.correlated_pairs(searched, min_correlation, exhaustive_max=0)]
         run["hnsw_seconds"] = round(time.perf_counter() - started, 2)
         started = time.perf_counter()
         reference = ball_tree_pairs(searched, min_correlation)
@@ -88,8 +90,10 @@ def main() -> None:
         results["runs"].append(run)
     small, large = results["runs"]
     growth = np.log(large["n"] / small["n"])
-    results["growth_exponent"] = {method: round(float(np.log(large[f"{method}_seconds"] / small[f"{method}_seconds"])
-                                                      / growth), 2) for method in ("hnsw", "ball_tree")}  # fmt: skip
+    results["growth_exponent"] = {
+        method: round(float(np.log(large[f"{method}_seconds"] / small[f"{method}_seconds"]) / growth), 2)
+        for method in ("hnsw", "ball_tree")
+    }
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["growth_exponent"]))
 

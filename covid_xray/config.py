@@ -13,12 +13,21 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator,
-)  # fmt: skip
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .labels import CLASSES, POSITIVE, ClassName
+from .sources import READER_CLASSES, READER_OPTIONS
+from .sources.base import compile_patient_pattern
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-CLASSES = ("covid", "normal", "pneumonia")
-ClassName = Literal["covid", "normal", "pneumonia"]
 
 
 class ConfigError(ValueError):
@@ -72,9 +81,10 @@ class SourceConfig(Strict):
         default=None, description="Label text (class folder name, CSV label) -> project class; null drops it."
     )
     patient_pattern: str | None = Field(
-        default=None, description="`folder`: regular expression whose group (or group `patient`) in a file name is "
-                                  "the patient id; files that do not match are dropped."
-    )  # fmt: skip
+        default=None,
+        description="`folder`: regular expression whose group (or group `patient`) in a file name is "
+        "the patient id; files that do not match are dropped.",
+    )
     csv_file: str | None = Field(default=None, description="`csv`: the table's file in the source folder (labels.csv).")
 
     @property
@@ -86,16 +96,12 @@ class SourceConfig(Strict):
         return {key: getattr(self, key) for key in READER_OPTION_KEYS if getattr(self, key) is not None}
 
     def provided_classes(self) -> frozenset[str]:
-        from .sources import READER_CLASSES
-
         classes = READER_CLASSES[self.reader]
         return classes if self.labels is None else classes & {c for c in self.labels.values() if c}
 
     @field_validator("patient_pattern")
     @classmethod
     def _pattern_compiles(cls, value: str | None) -> str | None:
-        from .sources.base import compile_patient_pattern
-
         if value is not None:
             compile_patient_pattern(value)
         return value
@@ -112,14 +118,14 @@ class SourceConfig(Strict):
         return value
 
     @model_validator(mode="after")
-    def _options_of_the_reader(self) -> "SourceConfig":
-        from .sources import READER_OPTIONS
-
+    def _options_of_the_reader(self) -> SourceConfig:
         takes = READER_OPTIONS.get(self.reader)  # an unknown reader is reported by DataConfig
         refused = [key for key in self.reader_options() if takes is not None and key not in takes]
         if refused:
-            raise ValueError(f"reader {self.reader!r} takes no option {refused[0]!r} (options it takes: "
-                             f"{', '.join(sorted(takes)) or 'none'})")
+            raise ValueError(
+                f"reader {self.reader!r} takes no option {refused[0]!r} (options it takes: "
+                f"{', '.join(sorted(takes or ())) or 'none'})"
+            )
         return self
 
 
@@ -140,7 +146,7 @@ class PreprocessConfig(Strict):
 class DataConfig(Strict):
     root: str = "data/raw"
     sources: list[SourceConfig] = Field(min_length=1)
-    classes: list[Literal["covid", "normal", "pneumonia"]] = ["covid", "normal"]
+    classes: list[ClassName] = ["covid", "normal"]
     image_size: int = Field(default=128, ge=32, le=1024)
     cache_dir: str = ".cache/covid-xray"
     # Two images are one picture when their 64-bit perceptual hashes differ in at most this many bits,
@@ -151,13 +157,13 @@ class DataConfig(Strict):
         default=0.9, gt=0.0, le=1.0, description="Re-cropped or rescaled copies: detail correlation after alignment."
     )
     max_pixels: int = Field(default=50_000_000, ge=1, description="Refuse to decode larger images.")
-    workers: int | None = Field(default=None, ge=1, description="Processes decoding images at ingest (default: all cores).")
+    workers: int | None = Field(
+        default=None, ge=1, description="Processes decoding images at ingest (default: all cores)."
+    )
     preprocess: PreprocessConfig = PreprocessConfig()
 
     @model_validator(mode="after")
-    def _classes_unique_with_covid(self) -> "DataConfig":
-        from .sources import READER_CLASSES
-
+    def _classes_unique_with_covid(self) -> DataConfig:
         unknown = [s.reader for s in self.sources if s.reader not in READER_CLASSES]
         if unknown:
             raise ValueError(f"unknown reader(s) {unknown}; known: {sorted(READER_CLASSES)}")
@@ -170,8 +176,8 @@ class DataConfig(Strict):
             raise ValueError(f"source names must be unique (set `name` when a reader is used twice), got {labels}")
         if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
             raise ValueError(f"classes must be at least two distinct values of {CLASSES}, got {self.classes}")
-        if "covid" not in self.classes:
-            raise ValueError("classes must include 'covid': the pipeline is a COVID-19 detector")
+        if POSITIVE not in self.classes:
+            raise ValueError(f"classes must include {POSITIVE!r}: the pipeline is a COVID-19 detector")
         return self
 
 
@@ -251,7 +257,7 @@ class OperatingPointConfig(Strict):
     calibration: Literal["none", "temperature", "platt"] = "temperature"
 
     @model_validator(mode="after")
-    def _settings_of_the_rule(self) -> "OperatingPointConfig":
+    def _settings_of_the_rule(self) -> OperatingPointConfig:
         needed = {"fixed": "threshold", "target_sensitivity": "target_sensitivity"}.get(self.rule)
         for key in ("threshold", "target_sensitivity"):
             if key == needed and getattr(self, key) is None:
@@ -353,7 +359,7 @@ class RunConfig(Strict):
     execution: ExecutionConfig = ExecutionConfig()
 
     @model_validator(mode="after")
-    def _model_names_unique(self) -> "RunConfig":
+    def _model_names_unique(self) -> RunConfig:
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be unique, got {names}")
@@ -401,8 +407,9 @@ def load_config(path: str | Path) -> RunConfig:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} on line {line}); save the "
-                          "config as UTF-8") from None  # fmt: skip
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} on line {line}); save the config as UTF-8"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:

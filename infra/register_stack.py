@@ -63,8 +63,10 @@ def flavors() -> dict[tuple[str, str], Any]:
     from zenml.stack.flavor_registry import FlavorRegistry
 
     registry = FlavorRegistry()
-    return {(flavor.type.value, flavor.name): flavor
-            for flavor in (f() for f in registry.builtin_flavors + registry.integration_flavors)}  # fmt: skip
+    return {
+        (flavor.type.value, flavor.name): flavor
+        for flavor in (f() for f in registry.builtin_flavors + registry.integration_flavors)
+    }
 
 
 def validate(recipe: dict[str, Any], origin: str = "<recipe>") -> list[str]:
@@ -74,10 +76,14 @@ def validate(recipe: dict[str, Any], origin: str = "<recipe>") -> list[str]:
     for component_type, component in recipe["components"].items():
         key = (component_type, component["flavor"])
         if key not in known:
-            raise RecipeError(f"{origin}: {component_type} {component['name']!r}: unknown flavor {component['flavor']!r}")
+            raise RecipeError(
+                f"{origin}: {component_type} {component['name']!r}: unknown flavor {component['flavor']!r}"
+            )
         # {{secret.key}} references resolve only against a registered ZenML secret, at run time: check the rest.
-        configuration = {name: "secret-reference" if isinstance(value, str) and SECRET_REFERENCE.match(value) else value
-                         for name, value in component.get("configuration", {}).items()}  # fmt: skip
+        configuration = {
+            name: "secret-reference" if isinstance(value, str) and SECRET_REFERENCE.match(value) else value
+            for name, value in component.get("configuration", {}).items()
+        }
         try:
             known[key].config_class(**configuration)
         except Exception as error:  # pydantic ValidationError or a flavor's own ValueError
@@ -105,7 +111,7 @@ def store_secrets(client, recipe: dict[str, Any], origin: str = "<recipe>") -> l
 def register(recipe: dict[str, Any], origin: str = "<recipe>") -> str:
     """Create the recipe's secrets and components (reusing components of the same name) and its stack in the
     project's ZenML store."""
-    from covid_xray.stack import prepare_environment, zenml_client
+    from covid_xray.ops.stack import prepare_environment, zenml_client
 
     prepare_environment()
     client = zenml_client()
@@ -116,8 +122,9 @@ def register(recipe: dict[str, Any], origin: str = "<recipe>") -> str:
         configuration = component.get("configuration", {})
         try:
             if component["name"] not in existing:
-                client.create_stack_component(component["name"], component["flavor"], component_type,
-                                              configuration=configuration)  # fmt: skip
+                client.create_stack_component(
+                    component["name"], component["flavor"], component_type, configuration=configuration
+                )
             elif any(existing[component["name"]].configuration.get(k) != v for k, v in configuration.items()):
                 # The recipe is the source of truth: e.g. a new endpoint after the compose stack moved ports.
                 client.update_stack_component(component["name"], component_type, configuration=configuration)

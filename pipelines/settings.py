@@ -9,7 +9,7 @@ from typing import Any
 from zenml.config import DockerSettings, ResourceSettings
 
 from covid_xray.config import RunConfig
-from covid_xray.stack import PROJECT_ROOT
+from covid_xray.ops.stack import PROJECT_ROOT
 
 
 def train_step_settings(config: RunConfig) -> dict[str, Any]:

@@ -28,8 +28,9 @@ def training(config: RunConfig) -> None:
     evaluations = []
     train = train_model.with_options(settings=train_step_settings(config))  # e.g. a GPU on a cluster stack
     for variant in config.models:
-        model, run_id = train(train_set, val_set, manifest_hash, config, variant.name,
-                              id=f"train_{variant.name}", after="validate_data")  # fmt: skip
+        model, run_id = train(
+            train_set, val_set, manifest_hash, config, variant.name, id=f"train_{variant.name}", after="validate_data"
+        )
         evaluate_model(model, val_set, test_set, split_manifest, run_id, config, id=f"evaluate_{variant.name}")
         evaluations.append(f"evaluate_{variant.name}")
     if config.evaluation.loso:

@@ -8,8 +8,8 @@ from zenml import step
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
-from covid_xray.ingest import drop_summary, ingest
-from covid_xray.rebalance import composition
+from covid_xray.data.ingest import drop_summary, ingest
+from covid_xray.data.rebalance import composition
 
 logger = get_logger(__name__)
 

@@ -16,7 +16,7 @@ from zenml.enums import ArtifactType
 from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
-from covid_xray.stream import Split
+from covid_xray.data.stream import Split
 
 
 class KerasMaterializer(BaseMaterializer):

@@ -9,9 +9,10 @@ from zenml.client import Client
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
-from covid_xray.lifecycle import follow_aliases
-from covid_xray.model_card import log_model_card
-from covid_xray.promotion import promote_run, select_candidate
+from covid_xray.ops.lifecycle import follow_aliases
+from covid_xray.registry.gate import select_candidate
+from covid_xray.registry.model_card import log_model_card
+from covid_xray.registry.promote import promote_run
 
 logger = get_logger(__name__)
 
@@ -23,9 +24,13 @@ def promote_model(validation_passed: bool, config: RunConfig) -> Annotated[str, 
         mlflow.set_tag("promotion.decision", "not registered: data validation failed")
         return "not registered: data validation failed"
     client = MlflowClient()
-    parent = client.get_run(mlflow.active_run().info.run_id)
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")  # fmt: skip
+    active = mlflow.active_run()
+    if active is None:
+        raise RuntimeError("the promote step runs inside the pipeline's MLflow run (experiment_tracker=True)")
+    parent = client.get_run(active.info.run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     run_ids = [r.info.run_id for r in children if "model_uri" in r.data.tags]
     if not run_ids:
         raise RuntimeError("no evaluated model runs found under this pipeline run")
@@ -35,10 +40,22 @@ def promote_model(validation_passed: bool, config: RunConfig) -> Annotated[str, 
     version, decision = promote_run(client, candidate, config.promotion, selection=f"candidate {why}")
     logger.info("Model %s version %s %s", name, version, decision.summary)
     log_model_card(client, name, version)
-    mlflow.set_tags({"promotion.candidate_run": candidate, "promotion.selection": why[:5000],
-                     "promotion.version": version, "promotion.decision": decision.summary[:5000]})  # fmt: skip
+    mlflow.set_tags(
+        {
+            "promotion.candidate_run": candidate,
+            "promotion.selection": why[:5000],
+            "promotion.version": version,
+            "promotion.decision": decision.summary[:5000],
+        }
+    )
     # This pipeline run's ZenML model version mirrors the registered version; its stage follows the MLflow aliases.
-    get_step_context().model.log_metadata({"mlflow_registered_model": name, "mlflow_version": version,
-                                           "mlflow_run_id": candidate, "promotion": decision.summary[:2000]})  # fmt: skip
+    get_step_context().model.log_metadata(
+        {
+            "mlflow_registered_model": name,
+            "mlflow_version": version,
+            "mlflow_run_id": candidate,
+            "promotion": decision.summary[:2000],
+        }
+    )
     logger.info("ZenML stages now: %s", follow_aliases(client, name, Client()))
     return f"{name} v{version} {decision.summary}"

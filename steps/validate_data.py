@@ -8,7 +8,7 @@ from zenml import step
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
-from covid_xray.validation import validate_manifest
+from covid_xray.data.validation import validate_manifest
 
 logger = get_logger(__name__)
 

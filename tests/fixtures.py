@@ -8,6 +8,39 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from covid_xray.config import load_config
+from covid_xray.data.cache import ImageCache
+from covid_xray.data.decode import sha256_file
+from covid_xray.data.stream import CacheRef, Split
+
+ROOT = Path(__file__).resolve().parents[1]
+# The default configuration's preprocessing, against acquisition differences: tests of pixels use it, not only the
+# tiny config's plain one.
+ROBUST = load_config(ROOT / "configs/default.yaml").data.preprocess
+
+
+def real_images(shared_datasets: Path, per_source: int = 2) -> list[Path]:
+    """A few real files of each source (ground-truth manifest: tests only)."""
+    chosen: dict[str, list[Path]] = {}
+    with open(shared_datasets / "manifest.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if len(chosen.setdefault(row["source"], [])) < per_source:
+                chosen[row["source"]].append(shared_datasets / row["path"])
+    return [path for paths in chosen.values() for path in paths]
+
+
+def tiny_split(n: int, seed: int, root: Path) -> Split:
+    """`n` generated pictures as files, through the image cache at 32 px: a split by reference to their pixels."""
+    cache, keys = ImageCache(root / "cache", 32, 50_000_000, 1), []
+    labels = np.arange(n) % 2
+    for i, y in enumerate(labels):
+        path = root / "files" / f"{seed + i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        xray_like(seed + i, "covid" if y == 0 else "normal").save(path)
+        keys.append(sha256_file(path))
+        cache.get(path, keys[-1])
+    return Split(keys, labels.astype(np.int32), CacheRef.of(cache))
+
 
 def xray_like(seed: int, label: str, size: int = 96) -> Image.Image:
     """A grayscale picture with a random texture of its own and a class signal a small model can learn."""
@@ -23,7 +56,9 @@ def xray_like(seed: int, label: str, size: int = 96) -> Image.Image:
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), mode="L")
 
 
-def write_ieee8023(root: Path, n_per_class: int = 12, start_seed: int = 0, extra_rows: list[dict] | None = None) -> Path:
+def write_ieee8023(
+    root: Path, n_per_class: int = 12, start_seed: int = 0, extra_rows: list[dict] | None = None
+) -> Path:
     """ieee8023 layout: metadata.csv (with the upstream trailing empty column) + images/."""
     folder = root / "ieee8023"
     (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -32,8 +67,16 @@ def write_ieee8023(root: Path, n_per_class: int = 12, start_seed: int = 0, extra
         label = "covid" if i % 2 == 0 else "normal"
         name = f"img-{start_seed + i:04d}.{'png' if i % 3 else 'jpg'}"
         xray_like(start_seed + i, label).save(folder / "images" / name, format="PNG" if i % 3 else "JPEG")
-        rows.append({"patientid": str(1000 + (start_seed + i) // 2 * 2 + i % 2), "finding": "COVID-19" if label == "covid" else "No Finding",
-                     "view": "PA" if i % 4 else "AP Supine", "modality": "X-ray", "folder": "images", "filename": name})  # fmt: skip
+        rows.append(
+            {
+                "patientid": str(1000 + (start_seed + i) // 2 * 2 + i % 2),
+                "finding": "COVID-19" if label == "covid" else "No Finding",
+                "view": "PA" if i % 4 else "AP Supine",
+                "modality": "X-ray",
+                "folder": "images",
+                "filename": name,
+            }
+        )
     rows += extra_rows or []
     columns = ["patientid", "offset", "sex", "age", "finding", "view", "modality", "folder", "filename", ""]
     with open(folder / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
@@ -67,12 +110,32 @@ def write_actualmed(root: Path, n_per_class: int = 4, seed: int = 500) -> Path:
         label = "covid" if i % 2 == 0 else "normal"
         name = f"CR.1.2.840.{seed + i}.png"
         save(xray_like(seed + i, label).convert("RGB"), folder / "images" / name)
-        rows.append({"patientid": f"ANON{seed + i}", "finding": "COVID-19" if label == "covid" else "No finding",
-                     "view": "AP", "modality": "X-ray", "imagename": name})  # fmt: skip
+        rows.append(
+            {
+                "patientid": f"ANON{seed + i}",
+                "finding": "COVID-19" if label == "covid" else "No finding",
+                "view": "AP",
+                "modality": "X-ray",
+                "imagename": name,
+            }
+        )
     rows.append({"patientid": "ANON999", "finding": "", "view": "AP", "modality": "X-ray", "imagename": "blank.png"})
     save(xray_like(999, "normal"), folder / "images" / "blank.png")
-    columns = ["patientid", "offset", "sex", "age", "finding", "survival", "temperature", "pO2 saturation", "view",
-               "modality", "imagename", "artifacts/distortion", "notes"]  # fmt: skip
+    columns = [
+        "patientid",
+        "offset",
+        "sex",
+        "age",
+        "finding",
+        "survival",
+        "temperature",
+        "pO2 saturation",
+        "view",
+        "modality",
+        "imagename",
+        "artifacts/distortion",
+        "notes",
+    ]
     write_csv(folder / "metadata.csv", columns, rows, newline="\r\n")
     return folder
 
@@ -88,8 +151,12 @@ def write_figure1(root: Path, seed: int = 600) -> Path:
     save(xray_like(seed, "covid"), folder / "images" / "COVID-00001.jpg")
     save(xray_like(seed + 1, "normal"), folder / "images" / "COVID-00002.png")
     # COVID-00003 has no image file.
-    write_csv(folder / "metadata.csv", ["patientid", "offset", "sex", "age", "finding", "view", "modality", "notes"],
-              [r | {"modality": "X-ray"} for r in rows], encoding="cp1252")  # fmt: skip
+    write_csv(
+        folder / "metadata.csv",
+        ["patientid", "offset", "sex", "age", "finding", "view", "modality", "notes"],
+        [r | {"modality": "X-ray"} for r in rows],
+        encoding="cp1252",
+    )
     return folder
 
 
@@ -111,7 +178,9 @@ def write_covid19_image_dataset(root: Path, seed: int = 800) -> Path:
     for part_index, part in enumerate(("train", "test")):
         for class_index, folder in enumerate(("Covid", "Normal", "Viral Pneumonia")):
             label = ("covid", "normal", "pneumonia")[class_index]
-            save(xray_like(seed + 10 * part_index + class_index, label).convert("RGB"), base / part / folder / "01.jpeg")
+            save(
+                xray_like(seed + 10 * part_index + class_index, label).convert("RGB"), base / part / folder / "01.jpeg"
+            )
     return root / "covid19-image-dataset"
 
 
@@ -128,8 +197,9 @@ def write_kermany(root: Path, seed: int = 900) -> Path:
 def write_radiography(root: Path, seed: int = 950) -> Path:
     """COVID-19 Radiography Database (newer layout): <class>/{images,masks}/ plus metadata .xlsx files."""
     base = root / "radiography" / "COVID-19_Radiography_Dataset"
-    for i, (folder, label) in enumerate((("COVID", "covid"), ("Normal", "normal"), ("Lung_Opacity", "pneumonia"),
-                                         ("Viral Pneumonia", "pneumonia"))):  # fmt: skip
+    for i, (folder, label) in enumerate(
+        (("COVID", "covid"), ("Normal", "normal"), ("Lung_Opacity", "pneumonia"), ("Viral Pneumonia", "pneumonia"))
+    ):
         save(xray_like(seed + i, label), base / folder / "images" / f"{folder}-1.png")
         save(xray_like(seed + 50 + i, label), base / folder / "masks" / f"{folder}-1.png")
     (base / "COVID.metadata.xlsx").write_bytes(b"PK\x03\x04 (spreadsheet)")
@@ -137,23 +207,49 @@ def write_radiography(root: Path, seed: int = 950) -> Path:
 
 
 HANNOVER_COLUMNS = [
-    "patient_id", "image_id", "sex", "age", "size", "weight", "admission_offset", "icu_admission_offset",
-    "icu_release_offset", "death_offset", "modality", "projection", "crp_offset", "crp_val", "d-dimer_offset",
-    "d-dimer_val", "ldh_offset", "ldh_val",
-]  # fmt: skip
+    "patient_id",
+    "image_id",
+    "sex",
+    "age",
+    "size",
+    "weight",
+    "admission_offset",
+    "icu_admission_offset",
+    "icu_release_offset",
+    "death_offset",
+    "modality",
+    "projection",
+    "crp_offset",
+    "crp_val",
+    "d-dimer_offset",
+    "d-dimer_val",
+    "ldh_offset",
+    "ldh_val",
+]
 
 
-def write_hannover(root: Path, n_patients: int = 3, images_per_patient: int = 2, seed: int = 1000,
-                   extra_rows: list[dict] | None = None) -> Path:  # fmt: skip
+def write_hannover(
+    root: Path, n_patients: int = 3, images_per_patient: int = 2, seed: int = 1000, extra_rows: list[dict] | None = None
+) -> Path:
     """Hannover layout: data.csv (LF, redacted empty columns, lab values) + png/<image_id>.png, all COVID-19."""
     folder = root / "hannover"
     rows = []
     for i in range(n_patients * images_per_patient):
         image_id = f"{seed + i:08x}"
         save(xray_like(seed + i, "covid"), folder / "png" / f"{image_id}.png")
-        rows.append({"patient_id": f"p{seed + i // images_per_patient:07x}", "image_id": image_id, "sex": "m",
-                     "admission_offset": str(-i), "modality": "CR" if i % 2 else "DX",
-                     "projection": "ap" if i % 3 else "pa", "crp_offset": "0.0", "crp_val": "5.0", "ldh_val": "inf"})
+        rows.append(
+            {
+                "patient_id": f"p{seed + i // images_per_patient:07x}",
+                "image_id": image_id,
+                "sex": "m",
+                "admission_offset": str(-i),
+                "modality": "CR" if i % 2 else "DX",
+                "projection": "ap" if i % 3 else "pa",
+                "crp_offset": "0.0",
+                "crp_val": "5.0",
+                "ldh_val": "inf",
+            }
+        )
     write_csv(folder / "data.csv", HANNOVER_COLUMNS, rows + (extra_rows or []))
     return folder
 
@@ -161,8 +257,14 @@ def write_hannover(root: Path, n_patients: int = 3, images_per_patient: int = 2,
 def write_class_folders(root: Path, seed: int = 1100) -> Path:
     """A hospital export, one sub-folder per class, patient ids in the file names: export/<class>/P<id>_<n>.png."""
     folder = root / "export"
-    images = [("COVID", "P1000_1.png"), ("COVID", "P1000_2.png"), ("COVID", "P1001_1.png"),
-              ("Healthy", "P1002_1.png"), ("Healthy", "P1003_1.png"), ("Other", "P1004_1.png")]  # fmt: skip
+    images = [
+        ("COVID", "P1000_1.png"),
+        ("COVID", "P1000_2.png"),
+        ("COVID", "P1001_1.png"),
+        ("Healthy", "P1002_1.png"),
+        ("Healthy", "P1003_1.png"),
+        ("Other", "P1004_1.png"),
+    ]
     for i, (class_folder, name) in enumerate(images):
         save(xray_like(seed + i, "covid" if class_folder == "COVID" else "normal"), folder / class_folder / name)
     save(xray_like(seed + 10, "normal").convert("RGB"), folder / "Healthy" / "2024" / "P2000_1.jpg")
@@ -178,7 +280,9 @@ def write_csv_table(root: Path, rows: list[dict], seed: int = 1200, csv_file: st
     folder = root / "hospital"
     for i, row in enumerate(rows):
         if row.get("write", True):
-            save(xray_like(seed + i, "covid" if "covid" in row["label"].lower() else "normal"),
-                 folder / row["path"].replace("\\", "/"))  # fmt: skip
+            save(
+                xray_like(seed + i, "covid" if "covid" in row["label"].lower() else "normal"),
+                folder / row["path"].replace("\\", "/"),
+            )
     write_csv(folder / csv_file, ["path", "label", "patient_id", "view", "modality"], rows)
     return folder

@@ -1,4 +1,5 @@
-"""Ground truth for duplicate detection on the shared data, from its documented layout (PROVENANCE.md), not manifest.csv.
+"""Ground truth for duplicate detection on the shared data, from its documented layout (PROVENANCE.md), not
+manifest.csv.
 
 Copies: darkcovidnet's Covid-19 files that carry an ieee8023 file name but other bytes (re-cropped, rescaled or
 re-encoded there), and the Hannover images that ieee8023 imported as `<image_id>.jpg`. Known-different pictures that
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.cluster.hierarchy import DisjointSet
 
 from covid_xray.config import DataConfig
-from covid_xray.dedup import UnionFind, duplicate_links
-from covid_xray.images import ImageCache, ImageError, sha256_file
-from covid_xray.ingest import read_sources
+from covid_xray.data.cache import ImageCache
+from covid_xray.data.decode import ImageError, sha256_file
+from covid_xray.data.dedup import duplicate_links
+from covid_xray.data.ingest import read_sources
 
 DARK_COVID = "darkcovidnet/X-Ray Image DataSet/Covid-19"
 DARK_NORMAL = "darkcovidnet/X-Ray Image DataSet/No_findings"
@@ -47,8 +50,13 @@ def different_pairs(root: Path) -> pd.DataFrame:
     for _, images in hannover.groupby("patient_id"):
         for (_, a), (_, b) in itertools.combinations(images.iterrows(), 2):
             if a["admission_offset"] != b["admission_offset"]:
-                rows.append((f"hannover/png/{a['image_id']}.png", f"hannover/png/{b['image_id']}.png",
-                             "hannover-same-patient-other-day"))  # fmt: skip
+                rows.append(
+                    (
+                        f"hannover/png/{a['image_id']}.png",
+                        f"hannover/png/{b['image_id']}.png",
+                        "hannover-same-patient-other-day",
+                    )
+                )
     return pd.DataFrame(rows, columns=["a", "b", "kind"])
 
 
@@ -83,30 +91,42 @@ def detection_rates(root: Path, frame: pd.DataFrame, links: dict) -> dict:
 
     A pair counts as detected when its two images end in one cluster of copies (the way deduplicate keeps one).
     """
-    images = UnionFind(range(len(frame)))
+    images = DisjointSet(range(len(frame)))
     for i, j in links:
-        images.union(i, j)
+        images.merge(i, j)
     row = {sha: i for i, sha in reversed(list(enumerate(frame["sha256"])))}
     shas = {}
 
     def cluster(relative: str) -> int:
         if relative not in shas:
             shas[relative] = sha256_file(root / relative)
-        return images.find(row[shas[relative]])
+        return images[row[shas[relative]]]
 
     result = {}
     for name, pairs in (("recall", copy_pairs(root)), ("false_positive_rate", different_pairs(root))):
         same = np.array([cluster(a) == cluster(b) for a, b in zip(pairs["a"], pairs["b"])])
         result[name] = {"all": {"pairs": len(pairs), "rate": float(same.mean()), "detected": int(same.sum())}}
         for kind, mask in pairs.groupby("kind").indices.items():
-            result[name][kind] = {"pairs": len(mask), "rate": float(same[mask].mean()), "detected": int(same[mask].sum())}
+            result[name][kind] = {
+                "pairs": len(mask),
+                "rate": float(same[mask].mean()),
+                "detected": int(same[mask].sum()),
+            }
         if name == "recall":
-            result["missed_copies"] = [f"{a} ~ {b}" for (a, b), hit in zip(pairs[["a", "b"]].to_numpy(), same) if not hit]
+            result["missed_copies"] = [
+                f"{a} ~ {b}" for (a, b), hit in zip(pairs[["a", "b"]].to_numpy(), same) if not hit
+            ]
         else:
             result["false_positives"] = [f"{a} ~ {b}" for (a, b), hit in zip(pairs[["a", "b"]].to_numpy(), same) if hit]
     return result
 
 
 def links_of(frame: pd.DataFrame, thumbnails: np.ndarray, descriptors: np.ndarray, data: DataConfig) -> dict:
-    return duplicate_links(frame, thumbnails, data.near_duplicate_max_distance, data.near_duplicate_min_correlation,
-                           descriptors, data.near_duplicate_min_crop_correlation)  # fmt: skip
+    return duplicate_links(
+        frame,
+        thumbnails,
+        data.near_duplicate_max_distance,
+        data.near_duplicate_min_correlation,
+        descriptors,
+        data.near_duplicate_min_crop_correlation,
+    )

@@ -78,11 +78,21 @@ def with_source(source: dict, classes: list[str] | None = None) -> dict:
 
 
 def test_own_data_reader_options_are_parsed_and_reach_the_reader():
-    config = parse_config(with_source({"reader": "folder", "path": "export", "patient_pattern": r"^(P\d+)_",
-                                       "labels": {"COVID": "covid", "Healthy": "normal", "Other": None}}))  # fmt: skip
+    config = parse_config(
+        with_source(
+            {
+                "reader": "folder",
+                "path": "export",
+                "patient_pattern": r"^(P\d+)_",
+                "labels": {"COVID": "covid", "Healthy": "normal", "Other": None},
+            }
+        )
+    )
     source = config.data.sources[0]
-    assert source.reader_options() == {"labels": {"COVID": "covid", "Healthy": "normal", "Other": None},
-                                       "patient_pattern": r"^(P\d+)_"}  # fmt: skip
+    assert source.reader_options() == {
+        "labels": {"COVID": "covid", "Healthy": "normal", "Other": None},
+        "patient_pattern": r"^(P\d+)_",
+    }
     assert source.provided_classes() == {"covid", "normal"}
     table = parse_config(with_source({"reader": "csv", "path": "hospital", "csv_file": "export/list.csv"}))
     csv = table.data.sources[0]
@@ -90,22 +100,37 @@ def test_own_data_reader_options_are_parsed_and_reach_the_reader():
     assert csv.provided_classes() == {"covid", "normal", "pneumonia"}
 
 
-@pytest.mark.parametrize("source, message", [
-    ({"reader": "ieee8023", "path": "x", "patient_pattern": "(.*)"},
-     "data.sources.0: Value error, reader 'ieee8023' takes no option 'patient_pattern' (options it takes: none)"),
-    ({"reader": "folder", "path": "x", "csv_file": "a.csv"},
-     "reader 'folder' takes no option 'csv_file' (options it takes: labels, patient_pattern)"),
-    ({"reader": "folder", "path": "x", "patient_pattern": "P(\\d+"},
-     "data.sources.0.patient_pattern: Value error, not a regular expression (missing ), unterminated subpattern"),
-    ({"reader": "folder", "path": "x", "patient_pattern": "P\\d+"},
-     "data.sources.0.patient_pattern: Value error, needs a group around the patient id"),
-    ({"reader": "folder", "path": "x", "labels": {"Healthy": "healthy"}},
-     "data.sources.0.labels.Healthy: Input should be 'covid', 'normal' or 'pneumonia'"),
-    ({"reader": "csv", "path": "x", "labels": {"Positive": "covid", "POSITIVE ": "covid"}},
-     "data.sources.0.labels: Value error, label(s) ['positive'] given more than once"),
-    ({"reader": "csv", "path": "x", "labels": {}}, "data.sources.0.labels: Value error, empty mapping"),
-    ({"reader": "csv", "path": "x", "delimiter": ";"}, "data.sources.0.delimiter: unknown key"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (
+            {"reader": "ieee8023", "path": "x", "patient_pattern": "(.*)"},
+            "data.sources.0: Value error, reader 'ieee8023' takes no option 'patient_pattern' (options it takes: none)",
+        ),
+        (
+            {"reader": "folder", "path": "x", "csv_file": "a.csv"},
+            "reader 'folder' takes no option 'csv_file' (options it takes: labels, patient_pattern)",
+        ),
+        (
+            {"reader": "folder", "path": "x", "patient_pattern": "P(\\d+"},
+            "data.sources.0.patient_pattern: Value error, not a regular expression (missing ), unterminated subpattern",
+        ),
+        (
+            {"reader": "folder", "path": "x", "patient_pattern": "P\\d+"},
+            "data.sources.0.patient_pattern: Value error, needs a group around the patient id",
+        ),
+        (
+            {"reader": "folder", "path": "x", "labels": {"Healthy": "healthy"}},
+            "data.sources.0.labels.Healthy: Input should be 'covid', 'normal' or 'pneumonia'",
+        ),
+        (
+            {"reader": "csv", "path": "x", "labels": {"Positive": "covid", "POSITIVE ": "covid"}},
+            "data.sources.0.labels: Value error, label(s) ['positive'] given more than once",
+        ),
+        ({"reader": "csv", "path": "x", "labels": {}}, "data.sources.0.labels: Value error, empty mapping"),
+        ({"reader": "csv", "path": "x", "delimiter": ";"}, "data.sources.0.delimiter: unknown key"),
+    ],
+)
 def test_bad_reader_options_are_named(source: dict, message: str):
     with pytest.raises(ConfigError) as error:
         parse_config(with_source(source))
@@ -123,8 +148,10 @@ def test_classes_a_source_provides_follow_its_label_mapping():
 def test_a_covid_only_source_is_allowed_beside_sources_with_negatives():
     config = raw()
     config["data"]["sources"] = [{"reader": "ieee8023", "path": "ieee8023"}, {"reader": "hannover", "path": "hannover"}]
-    assert [s.provided_classes() for s in parse_config(config).data.sources] == [{"covid", "normal", "pneumonia"},
-                                                                                  {"covid"}]  # fmt: skip
+    assert [s.provided_classes() for s in parse_config(config).data.sources] == [
+        {"covid", "normal", "pneumonia"},
+        {"covid"},
+    ]
 
 
 def test_selection_by_loso_needs_loso_and_loso_models_must_exist():
@@ -146,10 +173,15 @@ def test_old_gate_keys_are_errors_not_silently_ignored():
         parse_config(config)
 
 
-@pytest.mark.parametrize("section, key, value", [
-    ("models.0", "learning_rate", float("inf")), ("models.0", "learning_rate", float("nan")),
-    ("promotion", "lease_seconds", float("inf")), ("data", "near_duplicate_min_correlation", float("nan")),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("models.0", "learning_rate", float("inf")),
+        ("models.0", "learning_rate", float("nan")),
+        ("promotion", "lease_seconds", float("inf")),
+        ("data", "near_duplicate_min_correlation", float("nan")),
+    ],
+)
 def test_non_finite_numbers_are_refused_naming_the_key(section, key, value):
     config = raw()
     parent = config["models"][0] if section == "models.0" else config.setdefault(section, {})
@@ -158,11 +190,14 @@ def test_non_finite_numbers_are_refused_naming_the_key(section, key, value):
         parse_config(config, "x.yaml")
 
 
-@pytest.mark.parametrize("model, key, value, message", [
-    (1, "conv_filters", [16, 0], "models.1.conv_filters.1: Input should be greater than 0"),
-    (1, "conv_filters", [], "models.1.conv_filters: List should have at least 1 item"),
-    (0, "head", {"dense_units": [-8]}, "models.0.head.dense_units.0: Input should be greater than 0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "model, key, value, message",
+    [
+        (1, "conv_filters", [16, 0], "models.1.conv_filters.1: Input should be greater than 0"),
+        (1, "conv_filters", [], "models.1.conv_filters: List should have at least 1 item"),
+        (0, "head", {"dense_units": [-8]}, "models.0.head.dense_units.0: Input should be greater than 0"),
+    ],
+)
 def test_layer_sizes_must_be_positive(model, key, value, message):
     config = raw()
     config["models"][model][key] = value
@@ -202,10 +237,13 @@ def test_a_nested_alias_bomb_is_refused_at_load_time_without_expanding(tmp_path:
     assert time.perf_counter() - started < 5
 
 
-@pytest.mark.parametrize("block, message", [
-    ({"pod": [[["x"] * 50] * 50]}, "more than 2000 values once YAML aliases are expanded"),
-    ({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}}, "nested deeper than 8 levels"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ({"pod": [[["x"] * 50] * 50]}, "more than 2000 values once YAML aliases are expanded"),
+        ({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}}, "nested deeper than 8 levels"),
+    ],
+)
 def test_free_form_settings_blocks_are_bounded(block, message):
     for where in ("train", "docker"):
         config = raw()
@@ -218,11 +256,14 @@ def test_free_form_settings_blocks_are_bounded(block, message):
     assert parse_config(config).execution.train.orchestrator["pod_settings"]["node_selectors"] == {"gpu": "a100"}
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a text file (binary content: NUL bytes); a config is UTF-8 YAML"),
-    (b"data:\n  root: caf\xe9\n", "not UTF-8 text (byte 0xe9 on line 2); save the config as UTF-8"),
-    (b"- just\n- a list\n", "expected a mapping at the top level"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a text file (binary content: NUL bytes); a config is UTF-8 YAML"),
+        (b"data:\n  root: caf\xe9\n", "not UTF-8 text (byte 0xe9 on line 2); save the config as UTF-8"),
+        (b"- just\n- a list\n", "expected a mapping at the top level"),
+    ],
+)
 def test_a_config_that_is_not_utf8_yaml_text_is_named(tmp_path: Path, content: bytes, message: str):
     path = tmp_path / "c.yaml"
     path.write_bytes(content)

@@ -7,21 +7,27 @@ Metadata is untrusted: file names are resolved inside the source folder or dropp
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
-CLASSES = ("covid", "normal", "pneumonia")
+from ..labels import CLASSES
+
 # `origin`: the upstream image a source documents it re-published (e.g. "ieee8023:<file name>"), or "".
 MANIFEST_COLUMNS = ["source", "path", "label", "finding", "patient_id", "view", "modality", "origin"]
 DROP_COLUMNS = ["source", "item", "reason"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 FRONTAL_VIEWS = {"pa", "ap", "ap supine", "ap semi erect", "ap erect"}
 # The project's spelling of each frontal view (validation.allowed_views), for layouts that write them otherwise.
-VIEW_NAMES = {"pa": "PA", "ap": "AP", "ap supine": "AP Supine", "ap semi erect": "AP semi erect",
-              "ap erect": "AP erect"}  # fmt: skip
+VIEW_NAMES = {
+    "pa": "PA",
+    "ap": "AP",
+    "ap supine": "AP Supine",
+    "ap semi erect": "AP semi erect",
+    "ap erect": "AP erect",
+}
 # Computed (CR) and digital (DX) radiography are X-rays; DICOM writes them so.
 XRAY_MODALITIES = {"x-ray": "X-ray", "xray": "X-ray", "cr": "X-ray", "dx": "X-ray"}
 
@@ -69,7 +75,10 @@ class SourceScan:
         elif label is None:
             self.drop(item, f"unknown finding {finding!r}")
         elif not path.is_file():
-            self.drop(item, f"broken symbolic link: {name}" if (self.folder / name).is_symlink() else f"image file missing: {name}")
+            self.drop(
+                item,
+                f"broken symbolic link: {name}" if (self.folder / name).is_symlink() else f"image file missing: {name}",
+            )
         else:
             self.rows.append(
                 {
@@ -195,7 +204,7 @@ def patient_in(pattern: re.Pattern, name: str) -> str | None:
 def scan_labelled_folders(
     scan: SourceScan,
     base: Path,
-    folder_labels: dict[str, str | None],
+    folder_labels: Mapping[str, str | None],
     patient_of: Callable[[Path], str],
     origin_of: Callable[[str, Path], str] | None = None,
 ) -> None:

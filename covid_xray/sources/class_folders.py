@@ -7,13 +7,24 @@ With `patient_pattern` the patient id is taken from each file name; without it e
 from pathlib import Path
 
 from .base import (
-    CLASSES, IMAGE_SUFFIXES, SourceScan, compile_patient_pattern, label_lookup, patient_in, register, require_folder,
-)  # fmt: skip
+    CLASSES,
+    IMAGE_SUFFIXES,
+    SourceScan,
+    compile_patient_pattern,
+    label_lookup,
+    patient_in,
+    register,
+    require_folder,
+)
 
 
 @register("folder", classes=CLASSES, options=("labels", "patient_pattern"))
-def read_class_folders(folder: Path, source: str = "folder", labels: dict[str, str | None] | None = None,
-                       patient_pattern: str | None = None) -> SourceScan:  # fmt: skip
+def read_class_folders(
+    folder: Path,
+    source: str = "folder",
+    labels: dict[str, str | None] | None = None,
+    patient_pattern: str | None = None,
+) -> SourceScan:
     require_folder(folder)
     lookup = label_lookup(labels)
     pattern = compile_patient_pattern(patient_pattern) if patient_pattern else None

@@ -8,14 +8,24 @@ its own patient; a blank view is 'unknown'; a blank modality is an X-ray.
 from pathlib import Path
 
 from .base import (
-    CLASSES, SourceError, SourceScan, label_lookup, modality_name, read_metadata_csv, register, require_columns,
-    require_folder, resolve_inside, view_name,
-)  # fmt: skip
+    CLASSES,
+    SourceError,
+    SourceScan,
+    label_lookup,
+    modality_name,
+    read_metadata_csv,
+    register,
+    require_columns,
+    require_folder,
+    resolve_inside,
+    view_name,
+)
 
 
 @register("csv", classes=CLASSES, options=("csv_file", "labels"))
-def read_csv_table(folder: Path, source: str = "csv", csv_file: str = "labels.csv",
-                   labels: dict[str, str | None] | None = None) -> SourceScan:  # fmt: skip
+def read_csv_table(
+    folder: Path, source: str = "csv", csv_file: str = "labels.csv", labels: dict[str, str | None] | None = None
+) -> SourceScan:
     require_folder(folder)
     metadata = resolve_inside(folder, csv_file)
     if metadata is None:
@@ -41,6 +51,13 @@ def read_csv_table(folder: Path, source: str = "csv", csv_file: str = "labels.cs
         elif view is None:
             scan.drop(where, f"view {row['view']!r} is not frontal")
         else:
-            scan.add(name, label=lookup[text.strip().lower()], finding=text, view=view, modality=modality,
-                     patient_id=row.get("patient_id", "") or f"image-{name}", where=where)  # fmt: skip
+            scan.add(
+                name,
+                label=lookup[text.strip().lower()],
+                finding=text,
+                view=view,
+                modality=modality,
+                patient_id=row.get("patient_id", "") or f"image-{name}",
+                where=where,
+            )
     return scan

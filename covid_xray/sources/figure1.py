@@ -27,8 +27,10 @@ def read_figure1(folder: Path, source: str = "figure1") -> SourceScan:
         if view != "unknown" and not is_frontal(view):
             scan.drop(where, f"view {view!r} is not frontal")
             continue
-        name = next((f"images/{patient}{s}" for s in (".jpg", ".png") if (folder / "images" / f"{patient}{s}").is_file()),
-                    f"images/{patient}.jpg")  # fmt: skip
+        name = next(
+            (f"images/{patient}{s}" for s in (".jpg", ".png") if (folder / "images" / f"{patient}{s}").is_file()),
+            f"images/{patient}.jpg",
+        )
         scan.add(
             name,
             label=LABELS.get(row["finding"].lower()),

@@ -29,6 +29,13 @@ def read_hannover(folder: Path, source: str = "hannover") -> SourceScan:
         elif view is None:
             scan.drop(where, f"view {row['projection']!r} is not frontal")
         else:
-            scan.add(f"png/{image_id}.png", label="covid", finding="COVID-19", patient_id=row["patient_id"],
-                     view=view, modality=modality, where=where)  # fmt: skip
+            scan.add(
+                f"png/{image_id}.png",
+                label="covid",
+                finding="COVID-19",
+                patient_id=row["patient_id"],
+                view=view,
+                modality=modality,
+                where=where,
+            )
     return scan

@@ -9,10 +9,29 @@ from pathlib import Path
 from .base import SourceScan, is_frontal, read_metadata_csv, register, require_columns, require_folder
 
 PNEUMONIA_FINDINGS = {
-    "pneumonia", "sars", "mers-cov", "streptococcus", "pneumocystis", "klebsiella", "ards", "e.coli",
-    "legionella", "varicella", "mycoplasma bacterial pneumonia", "lipoid", "bacterial", "influenza",
-    "chlamydophila", "aspergillosis", "nocardia", "herpes", "mrsa", "staphylococcus", "fungal", "viral",
-}  # fmt: skip
+    "pneumonia",
+    "sars",
+    "mers-cov",
+    "streptococcus",
+    "pneumocystis",
+    "klebsiella",
+    "ards",
+    "e.coli",
+    "legionella",
+    "varicella",
+    "mycoplasma bacterial pneumonia",
+    "lipoid",
+    "bacterial",
+    "influenza",
+    "chlamydophila",
+    "aspergillosis",
+    "nocardia",
+    "herpes",
+    "mrsa",
+    "staphylococcus",
+    "fungal",
+    "viral",
+}
 
 
 def label_of_finding(finding: str) -> str | None:

@@ -9,8 +9,13 @@ from pathlib import Path
 
 from .base import SourceScan, register, scan_labelled_folders
 
-FOLDERS = {"COVID": "covid", "Normal": "normal", "NORMAL": "normal", "Viral Pneumonia": "pneumonia",
-           "Lung_Opacity": None}  # fmt: skip
+FOLDERS = {
+    "COVID": "covid",
+    "Normal": "normal",
+    "NORMAL": "normal",
+    "Viral Pneumonia": "pneumonia",
+    "Lung_Opacity": None,
+}
 
 
 @register("radiography", classes=("covid", "normal", "pneumonia"))

@@ -5,9 +5,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fixtures import (
-    save, write_actualmed, write_class_folders, write_covid19_image_dataset, write_csv_table, write_darkcovidnet,
-    write_figure1, write_hannover, write_ieee8023, write_kermany, write_radiography, xray_like,
-)  # fmt: skip
+    save,
+    write_actualmed,
+    write_class_folders,
+    write_covid19_image_dataset,
+    write_csv_table,
+    write_darkcovidnet,
+    write_figure1,
+    write_hannover,
+    write_ieee8023,
+    write_kermany,
+    write_radiography,
+    xray_like,
+)
 
 from covid_xray.sources import READERS, SourceError
 
@@ -18,15 +28,71 @@ def reasons(scan) -> list[str]:
 
 def test_ieee8023_keeps_frontal_xrays_and_reports_every_other_row(tmp_path: Path):
     extra = [
-        {"patientid": "9", "finding": "COVID-19", "view": "Axial", "modality": "CT", "folder": "images", "filename": "ct.jpg"},
-        {"patientid": "9", "finding": "COVID-19", "view": "L", "modality": "X-ray", "folder": "images", "filename": "lat.jpg"},
-        {"patientid": "9", "finding": "COVID-19", "view": "PA", "modality": "X-ray", "folder": "images", "filename": "gone.png"},
-        {"patientid": "9", "finding": "", "view": "PA", "modality": "X-ray", "folder": "images", "filename": "img-0000.jpg"},
-        {"patientid": "9", "finding": "Tuberculosis", "view": "PA", "modality": "X-ray", "folder": "images", "filename": "img-0001.png"},
-        {"patientid": "9", "finding": "COVID-19", "view": "PA", "modality": "X-ray", "folder": "images", "filename": "../../../etc/passwd"},
-        {"patientid": "9", "finding": "COVID-19", "view": "PA", "modality": "X-ray", "folder": "images", "filename": "/etc/passwd"},
-        {"patientid": "10", "finding": "Pneumonia/Viral/SARS", "view": "AP", "modality": "X-ray", "folder": "images", "filename": "img-0002.png"},
-    ]  # fmt: skip
+        {
+            "patientid": "9",
+            "finding": "COVID-19",
+            "view": "Axial",
+            "modality": "CT",
+            "folder": "images",
+            "filename": "ct.jpg",
+        },
+        {
+            "patientid": "9",
+            "finding": "COVID-19",
+            "view": "L",
+            "modality": "X-ray",
+            "folder": "images",
+            "filename": "lat.jpg",
+        },
+        {
+            "patientid": "9",
+            "finding": "COVID-19",
+            "view": "PA",
+            "modality": "X-ray",
+            "folder": "images",
+            "filename": "gone.png",
+        },
+        {
+            "patientid": "9",
+            "finding": "",
+            "view": "PA",
+            "modality": "X-ray",
+            "folder": "images",
+            "filename": "img-0000.jpg",
+        },
+        {
+            "patientid": "9",
+            "finding": "Tuberculosis",
+            "view": "PA",
+            "modality": "X-ray",
+            "folder": "images",
+            "filename": "img-0001.png",
+        },
+        {
+            "patientid": "9",
+            "finding": "COVID-19",
+            "view": "PA",
+            "modality": "X-ray",
+            "folder": "images",
+            "filename": "../../../etc/passwd",
+        },
+        {
+            "patientid": "9",
+            "finding": "COVID-19",
+            "view": "PA",
+            "modality": "X-ray",
+            "folder": "images",
+            "filename": "/etc/passwd",
+        },
+        {
+            "patientid": "10",
+            "finding": "Pneumonia/Viral/SARS",
+            "view": "AP",
+            "modality": "X-ray",
+            "folder": "images",
+            "filename": "img-0002.png",
+        },
+    ]
     folder = write_ieee8023(tmp_path, n_per_class=3, extra_rows=extra)
     scan = READERS["ieee8023"](folder, "ieee8023")
     rows, drops = scan.frames()
@@ -72,10 +138,13 @@ def test_missing_source_folder_and_missing_metadata_are_clear_errors(tmp_path: P
         READERS["actualmed"](tmp_path / "empty", "actualmed")
 
 
-@pytest.mark.parametrize("reader, metadata, header, missing", [
-    ("ieee8023", "metadata.csv", "patientid,finding\n1,COVID-19\n", r"\['view', 'modality', 'filename'\]"),
-    ("hannover", "data.csv", "patient_id,image_id,sex\na,b,m\n", r"\['modality', 'projection'\]"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "reader, metadata, header, missing",
+    [
+        ("ieee8023", "metadata.csv", "patientid,finding\n1,COVID-19\n", r"\['view', 'modality', 'filename'\]"),
+        ("hannover", "data.csv", "patient_id,image_id,sex\na,b,m\n", r"\['modality', 'projection'\]"),
+    ],
+)
 def test_metadata_without_required_columns_names_them(tmp_path: Path, reader, metadata, header, missing):
     folder = tmp_path / reader
     folder.mkdir()
@@ -97,7 +166,10 @@ def test_figure1_cp1252_and_image_named_by_patient(tmp_path: Path):
     folder = write_figure1(tmp_path)
     scan = READERS["figure1"](folder, "figure1")
     rows, _ = scan.frames()
-    assert dict(zip(rows["patient_id"], rows["label"])) == {"figure1:COVID-00001": "covid", "figure1:COVID-00002": "normal"}
+    assert dict(zip(rows["patient_id"], rows["label"])) == {
+        "figure1:COVID-00001": "covid",
+        "figure1:COVID-00002": "normal",
+    }
     assert rows["path"].str.endswith(("COVID-00001.jpg", "COVID-00002.png")).all()
     assert reasons(scan) == ["image file missing: images/COVID-00003.jpg"]
 
@@ -105,7 +177,9 @@ def test_figure1_cp1252_and_image_named_by_patient(tmp_path: Path):
 def test_darkcovidnet_labels_from_folders_and_nih_patient_ids(tmp_path: Path):
     scan = READERS["darkcovidnet"](write_darkcovidnet(tmp_path), "darkcovidnet")
     rows, _ = scan.frames()
-    by_name = {Path(p).name: (label, patient) for p, label, patient in zip(rows["path"], rows["label"], rows["patient_id"])}
+    by_name = {
+        Path(p).name: (label, patient) for p, label, patient in zip(rows["path"], rows["label"], rows["patient_id"])
+    }
     assert by_name["00001280_004.png"] == ("normal", "darkcovidnet:nih-00001280")
     assert by_name["00001280_005.png"][1] == "darkcovidnet:nih-00001280"
     assert by_name["covid-a.png"] == ("covid", "darkcovidnet:image-covid-a")
@@ -147,7 +221,7 @@ def test_hannover_keeps_frontal_radiographs_as_covid_and_reports_every_other_row
         {"patient_id": "p9", "image_id": "", "modality": "DX", "projection": "pa"},
         {"patient_id": "", "image_id": "nobody", "modality": "DX", "projection": "pa"},
         {"patient_id": "p9", "image_id": "../../../etc/passwd", "modality": "DX", "projection": "pa"},
-    ]  # fmt: skip
+    ]
     folder = write_hannover(tmp_path, n_patients=3, images_per_patient=2, extra_rows=extra)
     for name in ("lateral", "scan", "nobody"):
         save(xray_like(len(name), "covid"), folder / "png" / f"{name}.png")
@@ -165,8 +239,12 @@ def test_hannover_keeps_frontal_radiographs_as_covid_and_reports_every_other_row
         "blank patient_id",
         "unsafe file name 'png/../../../etc/passwd.png' points outside the source folder",
     ]
-    assert drops["item"].tolist()[:4] == ["data.csv row 7 (lateral)", "data.csv row 8 (scan)", "data.csv row 9 (gone)",
-                                          "data.csv row 10 (no image_id)"]  # fmt: skip
+    assert drops["item"].tolist()[:4] == [
+        "data.csv row 7 (lateral)",
+        "data.csv row 8 (scan)",
+        "data.csv row 9 (gone)",
+        "data.csv row 10 (no image_id)",
+    ]
 
 
 EXPORT_LABELS = {"COVID": "covid", "Healthy": "normal", "Other": None}
@@ -177,9 +255,14 @@ def test_folder_reader_maps_class_folders_and_takes_patients_from_file_names(tmp
     scan = READERS["folder"](folder, "hospital", labels=EXPORT_LABELS, patient_pattern=r"^(P\d+)_")
     rows, drops = scan.frames()
     patients = dict(zip(rows["path"].map(lambda p: Path(p).relative_to(folder).as_posix()), rows["patient_id"]))
-    assert patients == {"COVID/P1000_1.png": "hospital:P1000", "COVID/P1000_2.png": "hospital:P1000",
-                        "COVID/P1001_1.png": "hospital:P1001", "Healthy/2024/P2000_1.jpg": "hospital:P2000",
-                        "Healthy/P1002_1.png": "hospital:P1002", "Healthy/P1003_1.png": "hospital:P1003"}  # fmt: skip
+    assert patients == {
+        "COVID/P1000_1.png": "hospital:P1000",
+        "COVID/P1000_2.png": "hospital:P1000",
+        "COVID/P1001_1.png": "hospital:P1001",
+        "Healthy/2024/P2000_1.jpg": "hospital:P2000",
+        "Healthy/P1002_1.png": "hospital:P1002",
+        "Healthy/P1003_1.png": "hospital:P1003",
+    }
     assert rows["label"].value_counts().to_dict() == {"covid": 3, "normal": 3}
     assert set(rows["finding"]) == {"COVID", "Healthy"} and set(rows["view"]) == {"unknown"}
     assert dict(zip(drops["item"], drops["reason"])) == {
@@ -206,13 +289,19 @@ def test_folder_reader_without_options_uses_class_names_and_one_patient_per_imag
         save(xray_like(i, "normal"), tmp_path / "mine" / relative)
     rows, drops = READERS["folder"](tmp_path / "mine", "mine").frames()
     assert rows["label"].tolist() == ["normal", "normal", "covid", "pneumonia"]  # sorted folders: NORMAL, Normal, ...
-    assert rows["patient_id"].tolist() == ["mine:image-NORMAL/sub/02", "mine:image-Normal/01", "mine:image-covid/01",
-                                           "mine:image-pneumonia/01"]  # fmt: skip
+    assert rows["patient_id"].tolist() == [
+        "mine:image-NORMAL/sub/02",
+        "mine:image-Normal/01",
+        "mine:image-covid/01",
+        "mine:image-pneumonia/01",
+    ]
     assert drops.empty
     (tmp_path / "flat").mkdir()
     save(xray_like(9, "covid"), tmp_path / "flat" / "a.png")
     assert [d["reason"] for d in READERS["folder"](tmp_path / "flat", "flat").drops] == [
-        "not inside a class folder", "no class folders (expected sub-folders named ['covid', 'normal', 'pneumonia'])"]
+        "not inside a class folder",
+        "no class folders (expected sub-folders named ['covid', 'normal', 'pneumonia'])",
+    ]
 
 
 CSV_ROWS = [
@@ -238,10 +327,18 @@ def test_csv_reader_reads_paths_labels_patients_and_reports_every_bad_row(tmp_pa
     save(xray_like(99, "normal"), tmp_path / "outside.png")  # exists, but outside the source folder
     rows, drops = READERS["csv"](folder, "hospital", labels=CSV_LABELS).frames()
     assert rows["path"].map(lambda p: Path(p).relative_to(folder).as_posix()).tolist() == [
-        "images/a.png", "images/b.png", "images/c.png", "images/d.png"]
+        "images/a.png",
+        "images/b.png",
+        "images/c.png",
+        "images/d.png",
+    ]
     assert rows["label"].tolist() == ["covid", "covid", "normal", "normal"]
-    assert rows["patient_id"].tolist() == ["hospital:MRN-1", "hospital:MRN-1", "hospital:MRN-2",
-                                           "hospital:image-images/d.png"]  # fmt: skip
+    assert rows["patient_id"].tolist() == [
+        "hospital:MRN-1",
+        "hospital:MRN-1",
+        "hospital:MRN-2",
+        "hospital:image-images/d.png",
+    ]
     assert rows["view"].tolist() == ["PA", "AP", "unknown", "PA"] and set(rows["modality"]) == {"X-ray"}
     assert dict(zip(drops["item"], drops["reason"])) == {
         "labels.csv row 5 (images/e.png)": "unknown label 'Tuberculosis' (labels: excluded, negative, positive)",
@@ -257,8 +354,11 @@ def test_csv_reader_reads_paths_labels_patients_and_reports_every_bad_row(tmp_pa
 
 
 def test_csv_reader_without_labels_takes_class_names_and_refuses_a_table_outside_its_folder(tmp_path: Path):
-    rows = [{"path": "x/1.png", "label": "COVID"}, {"path": "x/2.png", "label": "normal"},
-            {"path": "x/3.png", "label": "Positive"}]
+    rows = [
+        {"path": "x/1.png", "label": "COVID"},
+        {"path": "x/2.png", "label": "normal"},
+        {"path": "x/3.png", "label": "Positive"},
+    ]
     folder = write_csv_table(tmp_path, rows, csv_file="export/list.csv")
     scan = READERS["csv"](folder, "own", csv_file="export/list.csv")
     assert [r["label"] for r in scan.rows] == ["covid", "normal"]
@@ -273,14 +373,24 @@ def test_csv_reader_without_labels_takes_class_names_and_refuses_a_table_outside
 
 
 NOT_FRONTAL_XRAYS = {  # CT and lateral views kept in the shared ieee8023 copy on purpose (PROVENANCE.md)
-    "jkms-35-e79-g001-l-d.jpg", "jkms-35-e79-g001-l-e.jpg", "1-s2.0-S0929664620300449-gr3_lrg-a.jpg",
-    "nejmoa2001191_f1-L.jpeg", "nejmoa2001191_f3-L.jpeg", "nejmoa2001191_f5-L.jpeg", "covid-19-pneumonia-15-L.jpg",
+    "jkms-35-e79-g001-l-d.jpg",
+    "jkms-35-e79-g001-l-e.jpg",
+    "1-s2.0-S0929664620300449-gr3_lrg-a.jpg",
+    "nejmoa2001191_f1-L.jpeg",
+    "nejmoa2001191_f3-L.jpeg",
+    "nejmoa2001191_f5-L.jpeg",
+    "covid-19-pneumonia-15-L.jpg",
     "covid-19-pneumonia-7-L.jpg",
-}  # fmt: skip
+}
 
 
-REAL_SOURCES = [("ieee8023", "ieee8023"), ("hannover", "hannover"), ("actualmed", "actualmed"),
-                ("darkcovidnet", "darkcovidnet"), ("covid19_image_dataset", "covid19-image-dataset")]  # fmt: skip
+REAL_SOURCES = [
+    ("ieee8023", "ieee8023"),
+    ("hannover", "hannover"),
+    ("actualmed", "actualmed"),
+    ("darkcovidnet", "darkcovidnet"),
+    ("covid19_image_dataset", "covid19-image-dataset"),
+]
 
 
 def read_real_sources(root: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
@@ -299,7 +409,8 @@ def test_real_shared_sources_match_their_ground_truth(shared_datasets: Path):
     for folder, (rows, _) in read_real_sources(shared_datasets).items():
         expected = truth[truth["source"] == folder]
         assert {(p, label) for p, label, _ in found_under(shared_datasets, rows)} == set(
-            zip(expected["path"], expected["label"])), folder  # fmt: skip
+            zip(expected["path"], expected["label"])
+        ), folder
     rows, drops = READERS["ieee8023"](shared_datasets / "ieee8023", "ieee8023").frames()
     assert len(rows) - rows["path"].nunique() == 4  # four files listed under two patient ids each
     assert drops["reason"].str.startswith("image file missing").sum() == 3

@@ -1,0 +1,24 @@
+"""`covid-xray compare`: the last model runs side by side."""
+
+from __future__ import annotations
+
+import click
+
+from ..evaluation.report import compare_runs
+from .common import fail, store
+
+
+@click.command()
+@click.option("-n", "count", default=10, show_default=True, type=click.IntRange(1), help="How many recent model runs.")
+@click.option("--experiment", default=None, help="MLflow experiment [default: the config's, else covid-xray-training].")
+@click.option("--config", "config_path", default=None, help="Take the tracking URI and experiment from this config.")
+def compare(count: int, experiment: str | None, config_path: str | None) -> None:
+    """Print the last N model runs side by side.
+
+    Test metrics with 95% CIs, the threshold, the data version and the promotion decision of each."""
+    config, _ = store(config_path)
+    experiment = experiment or (config.tracking.experiment if config else "covid-xray-training")
+    table = compare_runs(experiment, count)
+    if table.empty:
+        fail(f"no model runs in experiment {experiment!r} yet: run `covid-xray run` first")
+    click.echo(table.to_string(index=False))

@@ -1,0 +1,100 @@
+"""Where a model looks and what it can tell apart besides the disease.
+
+Grad-CAM heatmaps show whether the covid score comes from the lungs or from labels, borders and markers.
+The shortcut check trains a small classifier to predict an image's SOURCE from the model's own features:
+well above chance, together with strong source × label confounding, means the model may have learned the
+hospital instead of the disease.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ..data.transform import model_input
+from ..modeling.features import is_vgg
+from .metrics import source_predictability
+
+
+def _forward_with_conv(model: keras.Model, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(last conv feature map, class probabilities) of a covid-xray VGG16 or sequential CNN model."""
+    if is_vgg(model):
+        backbone = model.get_layer("vgg16")
+        conv_and_out = keras.Model(backbone.inputs, [backbone.get_layer("block5_conv3").output, backbone.output])
+        conv, out = conv_and_out(model.get_layer("vgg_preprocess")(images))
+        return conv, model.get_layer("head")(model.get_layer("pool")(out))
+    x, conv = images, None
+    for layer in model.layers:
+        x = layer(x)
+        if isinstance(layer, keras.layers.Conv2D):
+            conv = x
+    return conv, x
+
+
+def grad_cam(model: keras.Model, images: np.ndarray, class_index: int) -> np.ndarray:
+    """Heatmaps (n, size, size) in [0, 1] for class `class_index`, upsampled to the input size."""
+    batch = tf.convert_to_tensor(model_input(images))
+    with tf.GradientTape() as tape:
+        conv, proba = _forward_with_conv(model, batch)
+        score = proba[:, class_index]
+    weights = tf.reduce_mean(tape.gradient(score, conv), axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))[..., None]
+    cam = tf.image.resize(cam, images.shape[1:3])[..., 0].numpy()
+    peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
+    return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
+
+
+def sample_per_class(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    """A fixed sample of indices: up to `per_class` of each label, the same for every run with the same data."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
+    return np.sort(np.concatenate(picks)) if picks else np.zeros(0, int)
+
+
+def save_grad_cam_figure(images: np.ndarray, heatmaps: np.ndarray, titles: list[str], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(4, len(images)) or 1
+    rows = int(np.ceil(len(images) / columns)) or 1
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, image, heat, title in zip(axes.ravel(), images, heatmaps, titles, strict=False):
+        axis.imshow(image, cmap="gray")
+        axis.imshow(heat, cmap="jet", alpha=0.35)
+        axis.set_title(title, fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def shortcut_check(
+    features: np.ndarray, sources: np.ndarray, groups: np.ndarray, confounding: float
+) -> tuple[dict, str | None]:
+    """Source predictability from features, and a warning when it and source × label confounding are both high."""
+    result = source_predictability(features, sources, groups) | {"cramers_v_train": confounding}
+    lift = result["source_accuracy"] - result["source_majority_rate"]
+    if not (lift > 0.2 and confounding > 0.5):
+        return result, None
+    return result, (
+        f"shortcut risk: the model's features predict the source with accuracy {result['source_accuracy']:.2f} "
+        f"(majority rate {result['source_majority_rate']:.2f}) and source and label are confounded "
+        f"(Cramér's V {confounding:.2f}); test metrics may reflect the hospital, not the disease"
+    )
+
+
+def save_grad_cam_overlay(pixels: np.ndarray, heatmap: np.ndarray, path: str, min_side: int = 256) -> None:
+    """One PNG: the model's input image in gray with the heatmap in colour over it, enlarged to at least `min_side`."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    gray = np.repeat(pixels.astype(np.float32)[..., None] / 255.0, 3, axis=-1)
+    colour = colormaps["jet"](np.clip(heatmap, 0.0, 1.0))[..., :3]
+    blended = (0.65 * gray + 0.35 * colour) * 255.0
+    image = Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8), mode="RGB")
+    scale = max(1, int(np.ceil(min_side / max(image.size))))
+    image.resize((image.width * scale, image.height * scale), Image.Resampling.BILINEAR).save(path)

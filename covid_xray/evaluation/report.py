@@ -1,0 +1,122 @@
+"""Reading runs back from MLflow: the side-by-side comparison and a run's test split."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from sklearn.metrics import roc_curve
+
+from ..labels import POSITIVE
+
+
+def _with_ci(run, name: str) -> str:
+    """`value [low, high]` with the run's logged 95% interval (by patient group where it logged group intervals)."""
+    metrics = run.data.metrics
+    if f"test_{name}" not in metrics:
+        return "-"
+    low, high = metrics.get(f"test_{name}_ci_low"), metrics.get(f"test_{name}_ci_high")
+    interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
+    return f"{metrics[f'test_{name}']:.3f}{interval}"
+
+
+def compare_runs(experiment: str, count: int) -> pd.DataFrame:
+    """The last `count` model-variant runs of `experiment`, newest first, with their 95% intervals and threshold.
+
+    Runs logged before operating points existed decided at 0.5 and show it."""
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return pd.DataFrame()
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string="tags.model_uri != ''",
+        order_by=["attributes.start_time DESC"],
+        max_results=count,
+    )
+    return pd.DataFrame(
+        [
+            {
+                "run": run.info.run_id[:8],
+                "variant": run.data.tags.get("model.variant", ""),
+                "data": run.data.tags.get("data.manifest_hash", "")[:8],
+                "accuracy": _with_ci(run, "accuracy"),
+                "sensitivity": _with_ci(run, "sensitivity"),
+                "specificity": _with_ci(run, "specificity"),
+                "balanced_accuracy": _with_ci(run, "balanced_accuracy"),
+                "roc_auc": _with_ci(run, "roc_auc"),
+                "threshold": run.data.params.get("operating_point.threshold", "0.5")[:6],
+                "train_s": f"{run.data.metrics.get('train_seconds', float('nan')):.0f}",
+                "promotion": run.data.tags.get("promotion", "not a candidate")[:40],
+            }
+            for run in runs
+        ]
+    )
+
+
+def load_test_predictions(run_id: str, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The test predictions an evaluate step logged for `run_id` (sha256, path, source, label, group_id, p_<class>...,
+    predicted: the class at the run's operating point); a LookupError names the `required` columns it lacks."""
+    text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation/test_predictions.csv")
+    frame = pd.read_csv(io.StringIO(text), dtype={"sha256": str, "group_id": str, "label": str, "predicted": str})
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise LookupError(
+            f"run {run_id}: evaluation/test_predictions.csv lacks column(s) {missing} (has {list(frame.columns)})"
+        )
+    return frame
+
+
+def write_dvc_outputs(
+    uri: str, experiment: str, pipeline_run_name: str, folder: str | Path, classes: Sequence[str]
+) -> Path:
+    """Metrics (JSON) and plot data (CSV) of one pipeline run's model variants, in the layout dvc.yaml declares."""
+    mlflow.set_tracking_uri(uri)  # the experiment tracker resets it after the pipeline's steps
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise LookupError(f"no MLflow experiment {experiment!r} at {uri}")
+    parents = client.search_runs([found.experiment_id], filter_string=f"tags.`mlflow.runName` = '{pipeline_run_name}'")
+    if not parents:
+        raise LookupError(f"no MLflow run named {pipeline_run_name!r} in experiment {experiment!r}")
+    parent = parents[0]
+    children = client.search_runs(
+        [found.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    folder = Path(folder)
+    metrics: dict = {"promotion": parent.data.tags.get("promotion.decision", "none"), "models": {}}
+    for run in children:
+        variant = run.data.tags.get("model.variant")
+        if not variant or "model_uri" not in run.data.tags:
+            continue
+        metrics["models"][variant] = {
+            k.removeprefix("test_"): round(v, 4)
+            for k, v in sorted(run.data.metrics.items())
+            if k.startswith("test_") and "_ci_" not in k and "_wilson_" not in k
+        }
+        if "operating_point.threshold" in run.data.params:
+            metrics["models"][variant]["threshold"] = round(float(run.data.params["operating_point.threshold"]), 4)
+        frame = load_test_predictions(run.info.run_id)
+        if "predicted" not in frame:
+            raise LookupError(
+                f"run {run.info.run_id} logged test predictions without the `predicted` column "
+                "(the class at its operating point)"
+            )
+        unknown = sorted(set(frame["predicted"]) - set(classes))
+        if unknown:
+            raise ValueError(f"run {run.info.run_id} predicted classes {unknown} that are not in {classes}")
+        for kind in ("roc", "confusion"):
+            (folder / "plots" / kind).mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"actual": frame["label"], "predicted": frame["predicted"]}).to_csv(
+            folder / "plots" / "confusion" / f"{variant}.csv", index=False
+        )
+        fpr, tpr, _ = roc_curve(frame["label"] == POSITIVE, frame[f"p_{POSITIVE}"])
+        pd.DataFrame({"fpr": fpr, "tpr": tpr}).to_csv(folder / "plots" / "roc" / f"{variant}.csv", index=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return folder / "metrics.json"

@@ -1,0 +1,36 @@
+"""Helpers for tests that start servers: a free loopback port, a clean environment, the first JSON answer."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_env(**extra: str) -> dict:
+    """A clean environment (no outer ZenML/MLflow settings) whose PATH has this venv's scripts (mlflow execs
+    uvicorn)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_"))}
+    return env | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"} | extra
+
+
+def first_answer(server: subprocess.Popen, request, seconds: int, what: str) -> dict:
+    """Poll `request` (a urllib Request or URL) until the server answers with JSON, failing if it dies or times out."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except OSError:
+            assert server.poll() is None, f"{what} exited"
+            assert time.time() < deadline, f"{what} did not answer within {seconds} s"
+            time.sleep(2)

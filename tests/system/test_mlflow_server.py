@@ -159,7 +159,7 @@ def test_two_promotions_at_the_same_moment_end_with_one_champion_and_both_record
     """Both candidates beat the champion; the lease lets one move the aliases, compare-and-set refuses the other."""
     import threading
 
-    from test_promotion import GATE, Scorer, pipeline_run, wrong
+    from registry_runs import GATE, Scorer, pipeline_run, wrong
 
     from covid_xray.registry.aliases import history
     from covid_xray.registry.promote import promote_run
@@ -208,7 +208,7 @@ rollback(MlflowClient(), sys.argv[1], PromotionConfig(model_name=sys.argv[1], le
 
 
 def test_rollback_killed_between_its_two_writes_leaves_a_valid_champion_and_rollback_target(registry, server):
-    from test_promotion import GATE, Scorer, pipeline_run, wrong
+    from registry_runs import GATE, Scorer, pipeline_run, wrong
 
     from covid_xray.registry.aliases import finish_pending, history, rollback_target
     from covid_xray.registry.promote import promote_run

@@ -30,12 +30,12 @@ sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
 import mlflow  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from timing import best_seconds  # noqa: E402  (benchmarks/ is the script's folder)
 
 from covid_xray.config import load_config  # noqa: E402
 from covid_xray.data.transform import InferenceTransform  # noqa: E402
 from covid_xray.evaluation.decision import OperatingPoint  # noqa: E402
+from covid_xray.modeling import backend  # noqa: E402
 from covid_xray.modeling.models import build_model  # noqa: E402
 from covid_xray.serving.predict import Predictor  # noqa: E402
 from covid_xray.serving.pyfunc import log_model  # noqa: E402
@@ -110,8 +110,8 @@ def main() -> None:
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
-            "gpus": [g.name for g in tf.config.list_physical_devices("GPU")],
-            "tensorflow": tf.__version__,
+            "gpus": backend.accelerators(),
+            "keras_backend": backend.name(),
             "keras": keras.__version__,
         },
         "data": {

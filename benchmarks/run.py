@@ -2,10 +2,11 @@
 
     python benchmarks/run.py [--data ../shared/datasets/darkcovidnet] [--images 256] [--out benchmarks/results.json]
 
-(a) training throughput: our tf.data input (shuffle, batch, read from the decoded-image cache, prefetch) + CNN,
+(a) training throughput: our input path (covid_xray.modeling.loader: shuffled batches read from the decoded-image
+    cache by worker threads, ahead of the model) + CNN,
     against the same model fitted on in-memory tensors (goal: ratio >= 0.9);
 (b) one epoch of a frozen VGG16's head: on cached backbone features, against recomputing the backbone;
-(c) reading images for training: our cache + tf.data, against keras.utils.image_dataset_from_directory
+(c) reading images for training: our cache + loader, against keras.utils.image_dataset_from_directory
     (which decodes and resizes every file on every epoch), in images/s.
 Each measurement takes the best of `--repeats` timed epochs after one warm-up epoch.
 """
@@ -28,17 +29,16 @@ sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from timing import best_seconds  # noqa: E402  (benchmarks/ is the script's folder)
 
 from covid_xray.config import ModelConfig  # noqa: E402
 from covid_xray.data.cache import ImageCache
 from covid_xray.data.decode import ImageError, sha256_file  # noqa: E402
-from covid_xray.data.stream import CacheRef, Split  # noqa: E402
-from covid_xray.data.transform import model_input  # noqa: E402
-from covid_xray.modeling.features import feature_extractor  # noqa: E402
+from covid_xray.data.stream import Split, model_input
+from covid_xray.modeling import backend
+from covid_xray.modeling.features import feature_extractor
+from covid_xray.modeling.loader import TrainingBatches
 from covid_xray.modeling.models import build_cnn, build_vgg16
-from covid_xray.modeling.training import training_inputs  # noqa: E402
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -61,7 +61,7 @@ def load_images(folder: Path, count: int, size: int, cache_root: Path) -> tuple[
         labels.append(classes.index(path.parent.name))
         keys.append(sha)
         used.append(path)
-    return Split(keys, np.array(labels, np.int32), CacheRef.of(cache)), used, time.perf_counter() - started
+    return Split(keys, np.array(labels, np.int32), cache.ref()), used, time.perf_counter() - started
 
 
 def input_pipeline_vs_in_memory(split: Split, size: int, repeats: int) -> dict:
@@ -75,10 +75,10 @@ def input_pipeline_vs_in_memory(split: Split, size: int, repeats: int) -> dict:
         return model
 
     ours, plain = fresh_model(), fresh_model()
-    inputs = training_inputs(split, config)
-    tensors = tf.constant(model_input(split.pixels())), tf.constant(split.labels)
-    pipeline = best_seconds(lambda: ours.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
-    memory = best_seconds(lambda: plain.fit(*tensors, batch_size=32, epochs=1, shuffle=True, verbose=0), repeats)
+    batches = TrainingBatches(split, config.batch_size, config.sampling)
+    arrays = model_input(split.pixels()), split.labels
+    pipeline = best_seconds(lambda: ours.fit(batches, epochs=1, shuffle=False, verbose=0), repeats)
+    memory = best_seconds(lambda: plain.fit(*arrays, batch_size=32, epochs=1, shuffle=True, verbose=0), repeats)
     return {
         "images": len(split),
         "pipeline_images_per_s": len(split) / pipeline,
@@ -98,8 +98,8 @@ def cached_features_vs_backbone(split: Split, size: int, repeats: int) -> dict:
     head = model.get_layer("head")
     head.compile("adam", "sparse_categorical_crossentropy")
     cached = best_seconds(lambda: head.fit(features, split.labels, batch_size=32, epochs=1, verbose=0), repeats)
-    inputs = training_inputs(split, config)
-    full = best_seconds(lambda: model.fit(**inputs, epochs=1, shuffle=False, verbose=0), repeats)
+    batches = TrainingBatches(split, config.batch_size, config.sampling)
+    full = best_seconds(lambda: model.fit(batches, epochs=1, shuffle=False, verbose=0), repeats)
     return {
         "images": len(split),
         "image_size": size,
@@ -124,8 +124,10 @@ def ours_vs_image_dataset_from_directory(
         keras_seconds = best_seconds(lambda: [batch for batch in keras_dataset], repeats)
     config = ModelConfig(name="cnn", kind="cnn", batch_size=32)
 
+    batches = TrainingBatches(split, config.batch_size, config.sampling)
+
     def ours_epoch():  # the decoded, resized pixels streamed from the cache, as training reads them
-        return [batch for batch in training_inputs(split, config)["x"]]
+        return [batches[i] for i in range(len(batches))]
 
     ours_seconds = best_seconds(ours_epoch, repeats)
     return {
@@ -154,8 +156,8 @@ def main() -> None:
             "machine": {
                 "platform": platform.platform(),
                 "cpus": os.cpu_count(),
-                "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-                "tensorflow": tf.__version__,
+                "gpus": backend.accelerators(),
+                "keras_backend": backend.name(),
                 "keras": keras.__version__,
             },
             "data": {"folder": args.data, "images": len(split), "size": args.size, "cold_decode_s": cold_load},

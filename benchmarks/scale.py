@@ -97,13 +97,12 @@ def stage(results: dict, name: str):
 
 def model_stages(config: RunConfig, prepared, results: dict) -> None:
     """Training and evaluation stages on the pipeline's data path: splits by reference, pixels streamed from the
-    image cache through tf.data (covid_xray/stream.py), so memory does not grow with N."""
+    image cache by the loader (covid_xray/modeling/loader.py), so memory does not grow with N."""
     import keras
-    import tensorflow as tf
 
     from covid_xray.data.dataset import split_of
-    from covid_xray.modeling.batches import pixel_batches
     from covid_xray.modeling.features import feature_extractor
+    from covid_xray.modeling.loader import pixel_batches
     from covid_xray.modeling.models import build_head, build_vgg16
     from covid_xray.modeling.training import train_model
 
@@ -146,8 +145,8 @@ def model_stages(config: RunConfig, prepared, results: dict) -> None:
         labels = np.resize(sample.labels, len(rows)).astype("int32")
         head = build_head(features.shape[1], classes, vgg.head)
         head.compile(optimizer=keras.optimizers.Adam(vgg.learning_rate), loss="sparse_categorical_crossentropy")
-        dataset = tf.data.Dataset.from_tensor_slices((rows, labels)).shuffle(len(rows), seed=0).batch(vgg.batch_size)
-        head.fit(dataset.prefetch(tf.data.AUTOTUNE), epochs=1, verbose=0)
+        order = np.random.default_rng(0).permutation(len(rows))
+        head.fit(rows[order], labels[order], batch_size=vgg.batch_size, epochs=1, shuffle=False, verbose=0)
         out["images"] = len(rows)
 
 

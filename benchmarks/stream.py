@@ -4,11 +4,12 @@
         [--sizes 1000,5000] [--out benchmarks/stream.json]
 
 (a) one training epoch of cnn-small (default config: source × label batches, acquisition augmentation) at 128 px on
-    real images, rows gathered from the old float32 array in memory vs read from the image cache by tf.data;
+    real images, rows gathered from a float32 array in memory vs read from the image cache by the loader's workers
+    (covid_xray.modeling.loader): the input-path ratio on this machine;
 (b) the frozen VGG16: backbone feature extraction from the array vs from the stream (on a sample), and the head's
     epoch on the cached features (the speed-up the feature cache gives, unchanged by streaming);
 (c) peak memory (RSS above the process after imports) of one epoch over a split of N synthetic images (distinct
-    generated files through the image cache), old path (stack, float32 copy, tensor slices) vs streamed.
+    generated files through the image cache), the whole split stacked in memory (float32) vs streamed.
 Each timing is the best of `--repeats`, the two paths' runs interleaved (arrays, stream, arrays, ...) after a warm-up of
 each, so that load from other processes on the machine falls on both.
 """
@@ -33,7 +34,6 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
 from timing import side_by_side  # noqa: E402  (benchmarks/ is the script's folder)
 
@@ -41,11 +41,11 @@ from covid_xray.config import parse_config  # noqa: E402
 from covid_xray.data.dataset import image_cache, split_of  # noqa: E402
 from covid_xray.data.decode import sha256_file  # noqa: E402
 from covid_xray.data.ingest import read_sources  # noqa: E402
-from covid_xray.data.transform import model_input  # noqa: E402
-from covid_xray.modeling.batches import pixel_batches  # noqa: E402
-from covid_xray.modeling.features import feature_extractor  # noqa: E402
+from covid_xray.data.stream import model_input
+from covid_xray.modeling.features import feature_extractor
+from covid_xray.modeling.loader import TrainingBatches, pixel_batches
 from covid_xray.modeling.models import build_model
-from covid_xray.modeling.training import training_inputs  # noqa: E402
+from covid_xray.modeling.training import with_augmentation
 
 
 def real_split(data: str, cache_dir: str, count: int, size: int):
@@ -75,10 +75,10 @@ def cnn_epoch(config, split, repeats: int) -> dict:
 
     def epoch(x):
         keras.utils.set_random_seed(0)
-        model = build_model(model_config, config.data.image_size, 2)
+        model = with_augmentation(build_model(model_config, config.data.image_size, 2), model_config)
         model.compile("adam", "sparse_categorical_crossentropy")
-        inputs = training_inputs(split, model_config, model_config.augment, x=x)
-        return lambda: model.fit(**inputs, epochs=1, shuffle=False, verbose=0)
+        batches = TrainingBatches(split, model_config.batch_size, model_config.sampling, 0, x=x)
+        return lambda: model.fit(batches, epochs=1, shuffle=False, verbose=0)
 
     times = side_by_side({"arrays": epoch(arrays), "stream": epoch(None)}, repeats)
     from_arrays, streamed = times["arrays"], times["stream"]
@@ -114,8 +114,8 @@ def vgg_head(config, split, sample: int, repeats: int) -> dict:
     features = np.random.default_rng(0).normal(size=(len(split), extractor.output_shape[-1])).astype("float32")
     head = model.get_layer("head")  # an epoch's cost does not depend on the feature values
     head.compile("adam", "sparse_categorical_crossentropy")
-    inputs = training_inputs(split, vgg, x=features)
-    head_epoch = side_by_side({"head": lambda: head.fit(**inputs, epochs=1, shuffle=False, verbose=0)}, repeats)["head"]
+    batches = TrainingBatches(split, vgg.batch_size, vgg.sampling, 0, x=features)
+    head_epoch = side_by_side({"head": lambda: head.fit(batches, epochs=1, shuffle=False, verbose=0)}, repeats)["head"]
     backbone_epoch = len(split) / (len(part) / extract_stream)  # a forward pass over the split, at least
     return {
         "sample": len(part),
@@ -132,26 +132,18 @@ def vgg_head(config, split, sample: int, repeats: int) -> dict:
 MEMORY_CHILD = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-import numpy as np, tensorflow as tf
-from covid_xray.modeling.sampling import balanced_dataset, cell_ids
-from covid_xray.config import ModelConfig
+import numpy as np
 from covid_xray.data.stream import Split
-from covid_xray.modeling.training import training_inputs
+from covid_xray.modeling.loader import TrainingBatches
 split = Split.from_record(json.load(open(sys.argv[2])))
 mode = sys.argv[3]
-config = ModelConfig(name="m", kind="cnn", batch_size=32, sampling="source_label")
-cells, _ = cell_ids(np.asarray(split.sources), split.labels)
-steps = int(np.ceil(len(split) / 32))
 def high_water_mb():  # VmHWM: this process's peak resident memory (ru_maxrss would count the parent's, across exec)
     line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
     return int(line.split()[1]) / 1024
 base = high_water_mb()
-if mode == "arrays":  # the path before the redesign: load_split's stack, as_images' float32 copy, tensor slices
-    x = split.pixels()[..., None].astype("float32")
-    dataset = balanced_dataset(x, split.labels, cells, 32, 0).prefetch(tf.data.AUTOTUNE)
-else:
-    dataset = training_inputs(split, config)["x"]
-seen = sum(int(batch[0].shape[0]) for batch in dataset.take(steps))
+x = split.pixels()[..., None].astype("float32") if mode == "arrays" else None  # the whole split in memory, or none
+batches = TrainingBatches(split, 32, "source_label", 0, x=x)
+seen = sum(int(batches[i][0].shape[0]) for i in range(len(batches)))
 peak = high_water_mb()
 print(json.dumps({"images": len(split), "seen": seen, "rss_after_imports_mb": base, "peak_rss_mb": peak,
                   "data_peak_mb": peak - base}))
@@ -222,7 +214,7 @@ def main() -> None:
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
-            "tensorflow": tf.__version__,
+            "keras_backend": keras.backend.backend(),
             "keras": keras.__version__,
         }
     }

@@ -235,8 +235,12 @@ class ModelConfig(Strict):
     augment: Literal["none", "radiograph", "acquisition"] = "none"
     # shuffle: plain shuffled batches; source_label: every batch draws evenly over the (source, label) cells.
     sampling: Literal["shuffle", "source_label"] = "shuffle"
-    # mixed_float16 computes in float16 on a GPU (the output layer stays float32); on a CPU it is slower.
-    precision: Literal["float32", "mixed_float16"] = "float32"
+    # mixed_float16 / mixed_bfloat16 compute in 16 bits on a GPU (the output layer stays float32); on a CPU they are
+    # slower. bfloat16 keeps float32's range (no loss scaling) and is what recent GPUs and TPUs run fastest.
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    # Seeds the weights' initialisation, the batches drawn (covid_xray.modeling.sampling) and the augmentation: two runs
+    # with the same seed, data and backend train the same model.
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
     @field_validator("augment", mode="before")
     @classmethod

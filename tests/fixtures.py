@@ -11,7 +11,7 @@ from PIL import Image
 from covid_xray.config import load_config
 from covid_xray.data.cache import ImageCache
 from covid_xray.data.decode import sha256_file
-from covid_xray.data.stream import CacheRef, Split
+from covid_xray.data.stream import Split
 
 ROOT = Path(__file__).resolve().parents[1]
 # The default configuration's preprocessing, against acquisition differences: tests of pixels use it, not only the
@@ -29,9 +29,9 @@ def real_images(shared_datasets: Path, per_source: int = 2) -> list[Path]:
     return [path for paths in chosen.values() for path in paths]
 
 
-def tiny_split(n: int, seed: int, root: Path) -> Split:
-    """`n` generated pictures as files, through the image cache at 32 px: a split by reference to their pixels."""
-    cache, keys = ImageCache(root / "cache", 32, 50_000_000, 1), []
+def tiny_split(n: int, seed: int, root: Path, size: int = 32) -> Split:
+    """`n` generated pictures as files, through the image cache at `size` px: a split by reference to their pixels."""
+    cache, keys = ImageCache(root / "cache", size, 50_000_000, 1), []
     labels = np.arange(n) % 2
     for i, y in enumerate(labels):
         path = root / "files" / f"{seed + i}.png"
@@ -39,7 +39,7 @@ def tiny_split(n: int, seed: int, root: Path) -> Split:
         xray_like(seed + i, "covid" if y == 0 else "normal").save(path)
         keys.append(sha256_file(path))
         cache.get(path, keys[-1])
-    return Split(keys, labels.astype(np.int32), CacheRef.of(cache))
+    return Split(keys, labels.astype(np.int32), cache.ref())
 
 
 def xray_like(seed: int, label: str, size: int = 96) -> Image.Image:

@@ -1,12 +1,12 @@
 """covid-xray command line: run the pipeline, open the MLflow UI, predict, compare, promote, roll back, and show the
 champion's history.
 
-The top of the import order: it may import every package of the library, `pipelines` and `steps`. Each command lives
-in its own module, loaded when that command runs (click's lazy group). The commands that train or load a model check
-their arguments, config and data first, then `load` the module that does the work (`pipeline`, `answers`): a user's
-mistake is answered in under two seconds, before TensorFlow and ZenML start; TensorFlow is then imported with its
-start-up noise hidden (covid_xray.ops.quiet; `--verbose` shows it). These by-name loads are the CLI's only deferred
-imports; everything else is imported at the top of its module, where lint-imports sees it.
+The top of the import order: it may import every package of the library, `pipelines` and `steps`. Each command lives in
+its own module, loaded when that command runs (click's lazy group). The commands that train or load a model check their
+arguments, config and data first, then `load` the module that does the work (`pipeline`, `answers`): a user's mistake is
+answered in under two seconds, before Keras (TensorFlow by default) and ZenML start; Keras is then imported with its
+framework's start-up noise hidden (covid_xray.ops.quiet; `--verbose` shows it). These by-name loads are the CLI's only
+deferred imports; everything else is imported at the top of its module, where lint-imports sees it.
 
 Errors a user can cause (bad config, bad image, no champion yet) end with one line and a non-zero exit code, never a
 traceback: 0 success, 1 a failure of the work (a failed step, no champion), 2 bad input (config, data found by the
@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from ..ops.quiet import configure as quiet_tensorflow
+from ..ops.quiet import configure as quiet_keras
 from ..ops.stack import zenml_environment
 from .common import fail
 
@@ -38,16 +38,16 @@ COMMANDS = {
     "rollback": ("registry", "rollback", "Make the previous champion the champion again."),
     "history": ("registry", "history", "The champion's lineage: every decision and alias move."),
 }
-# Commands whose own modules import TensorFlow (through Keras): it is imported quietly before they load.
-TENSORFLOW_COMMANDS = {"promote"}
+# Commands whose own modules import Keras: it is imported quietly before they load.
+KERAS_COMMANDS = {"promote"}
 
 
-def load(module: str, name: str, tensorflow: bool = False, verbose: bool = False) -> Any:
+def load(module: str, name: str, keras: bool = False, verbose: bool = False) -> Any:
     """`name` from this package's `module`, imported now: a command's work, once its checks passed. With
-    `tensorflow`, TensorFlow is imported first with its start-up noise hidden (all of it shown when `verbose`)."""
+    `keras`, Keras is imported first with its framework's start-up noise hidden (all of it shown when `verbose`)."""
     zenml_environment()  # ZenML reads its settings when imported: the project's state folder, before any import
-    if tensorflow:
-        quiet_tensorflow(verbose)
+    if keras:
+        quiet_keras(verbose)
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
@@ -61,7 +61,7 @@ class LazyGroup(click.Group):
         if cmd_name not in COMMANDS:
             return None
         module, name, _ = COMMANDS[cmd_name]
-        command = load(module, name, cmd_name in TENSORFLOW_COMMANDS, verbose="--verbose" in sys.argv[1:])
+        command = load(module, name, cmd_name in KERAS_COMMANDS, verbose="--verbose" in sys.argv[1:])
         assert isinstance(command, click.Command)  # noqa: S101 - a programming error in COMMANDS, not user input
         return command
 

@@ -29,8 +29,9 @@ def load_or_fail(path: str) -> RunConfig:
 
 
 def verbose_option(command: Command) -> Command:
-    """--verbose: TensorFlow's own start-up and device logging, hidden otherwise (see covid_xray.ops.quiet)."""
-    return click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up and device logging.")(command)
+    """--verbose: the framework's own start-up and device logging, hidden otherwise (see covid_xray.ops.quiet)."""
+    help_text = "Show the start-up and device logging of the framework Keras runs on (TensorFlow by default)."
+    return click.option("--verbose", is_flag=True, help=help_text)(command)
 
 
 def store(config_path: str | None) -> tuple[RunConfig | None, str]:

@@ -65,5 +65,5 @@ def predict(
     for note in inputs.notes:
         click.echo(f"covid-xray: note: {note}", err=True)
     name = model_name or (config.promotion.model_name if config else "covid-xray")
-    answer = load("answers", "answer", tensorflow=True, verbose=verbose)
+    answer = load("answers", "answer", keras=True, verbose=verbose)
     answer(inputs.paths, name, alias, model_version, run_id, as_json, output, explain_dir, batch_size)

@@ -1,7 +1,7 @@
 """`covid-xray run` (the training pipeline) and `covid-xray loso` (leave-one-source-out on its own).
 
 Both check everything they can before any work starts (covid_xray.data.preflight): a problem is one line and exit
-code 2, in under two seconds, before TensorFlow and ZenML load. Only then is the work (`cli.pipeline`) loaded and run.
+code 2, in under two seconds, before Keras and ZenML load. Only then is the work (`cli.pipeline`) loaded and run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def run(config_path: str, metrics_dir: str | None, verbose: bool) -> None:
     config = load_or_fail(config_path)
     preflight_or_fail(config)
     uri = prepare_environment(config.tracking.uri)
-    load("pipeline", "run_pipeline", tensorflow=True, verbose=verbose)(config, uri, metrics_dir)
+    load("pipeline", "run_pipeline", keras=True, verbose=verbose)(config, uri, metrics_dir)
 
 
 @click.command()
@@ -39,7 +39,7 @@ def loso(config_path: str, model_names: tuple[str, ...], verbose: bool) -> None:
         fail(f"no model named {list(model_names)} in {config_path}; have {[m.name for m in config.models]}", 2)
     preflight_or_fail(config)
     prepare_environment(config.tracking.uri)
-    load("pipeline", "run_folds", tensorflow=True, verbose=verbose)(config, models)
+    load("pipeline", "run_folds", keras=True, verbose=verbose)(config, models)
 
 
 def preflight_or_fail(config: RunConfig) -> None:

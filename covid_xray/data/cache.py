@@ -14,6 +14,7 @@ import numpy as np
 from ..config import DataConfig, PreprocessConfig
 from .decode import resize_square
 from .descriptors import crop_descriptor, thumbnail
+from .stream import CacheRef, cache_folder, cached_file
 from .transform import InferenceTransform
 
 
@@ -31,10 +32,6 @@ class DecodedImage:
     crop_descriptor: np.ndarray  # of the original, for crop-tolerant duplicate detection (dedup.crop_descriptor)
 
 
-# Bump when the cached file's fields change (3: the crop-tolerant duplicate descriptor), so old files are not read.
-CACHE_FORMAT = 3
-
-
 class ImageCache:
     """Model pixels (the output of the run's InferenceTransform) and perceptual hashes, keyed by file content and
     the transform's record."""
@@ -49,8 +46,9 @@ class ImageCache:
     ):
         self.transform = InferenceTransform(image_size, preprocessing or PreprocessConfig(), max_pixels, min_side)
         self.image_size = image_size
-        self.key = f"{self.transform.key}-f{CACHE_FORMAT}"
-        self.folder = Path(root) / "images" / self.key
+        self.folder = cache_folder(root, self.transform.to_record())
+        self.key = self.folder.name
+        self.root = str(root)
         self.hits = 0
         self.misses = 0
 
@@ -59,8 +57,12 @@ class ImageCache:
         """The cache of a run's data settings: ingest fills it and the splits read it, so both must build it here."""
         return cls(data.cache_dir, data.image_size, data.max_pixels, min_side, data.preprocess)
 
+    def ref(self) -> CacheRef:
+        """This cache's identity, as splits by reference hold it."""
+        return CacheRef(self.root, self.transform.to_record())
+
     def _file(self, sha256: str) -> Path:
-        return self.folder / sha256[:2] / f"{sha256}.npz"
+        return cached_file(self.folder, sha256)
 
     def get(self, path: str | Path, sha256: str) -> DecodedImage:
         """Decoded image for the file `path` whose content hash is `sha256`; decodes only on a cache miss."""

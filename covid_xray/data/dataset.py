@@ -12,7 +12,7 @@ from ..config import RunConfig
 from .cache import ImageCache
 from .rebalance import composition, cramers_v, rebalance
 from .split import patient_split
-from .stream import CacheRef, Split
+from .stream import Split
 
 
 @dataclass
@@ -44,7 +44,7 @@ def split_of(rows: pd.DataFrame, config: RunConfig) -> Split:
     labels = rows["label"].map({c: i for i, c in enumerate(config.data.classes)}).to_numpy(np.int32)
     groups = rows["group_id"].to_numpy(dtype=str) if "group_id" in rows else None
     cache = image_cache(config)
-    split = Split(list(rows["sha256"]), labels, CacheRef.of(cache), rows["source"].to_numpy(dtype=str), groups)
+    split = Split(list(rows["sha256"]), labels, cache.ref(), rows["source"].to_numpy(dtype=str), groups)
     missing = split.missing()
     if missing:
         raise ValueError(

@@ -3,45 +3,89 @@ identity of the image cache that holds their pixels; training and evaluation rea
 
 Nothing of size N × pixels is held in memory or written as a pipeline artifact: a split of 100,000 images is a few
 MB of keys, and training reads one batch of cached pixels at a time (in parallel, ahead of the model). The pixels a
-model sees are the cache's (made by the run's InferenceTransform), converted by `transform.model_input`: the same
-float32 values whether streamed or stacked in memory.
+model sees are the cache's (made by the run's InferenceTransform), converted by `model_input`: the same float32
+values whether streamed or stacked in memory.
+
+Only NumPy: the cache's file layout is defined here (`cached_file`), and the image cache (decoding on a miss) builds
+on it, so reading a split needs no image decoder (the GPU benchmark reads splits on a machine without one).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from .cache import ImageCache
-from .transform import InferenceTransform
+# The loader reads cached files in worker threads. NumPy parses each .npy header with ast.literal_eval, and CPython
+# 3.11 before 3.11.8 raises "AST constructor recursion depth mismatch" when two threads do that at once
+# (github.com/python/cpython/issues/106905); reads of one file are short, so they take turns.
+NPZ_READS = threading.Lock()
+
+# Bump when the cached file's fields change (3: the crop-tolerant duplicate descriptor), so old files are not read.
+CACHE_FORMAT = 3
+
+
+def record_key(record: dict) -> str:
+    """Short content hash of a transform's record: it names the cache folder of the pixels that transform makes."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cache_folder(root: str | Path, transform_record: dict) -> Path:
+    """The folder of an image cache rooted at `root` that holds the pixels of the transform `transform_record`."""
+    return Path(root) / "images" / f"{record_key(transform_record)}-f{CACHE_FORMAT}"
+
+
+def cached_file(folder: Path, sha256: str) -> Path:
+    """Where the cache in `folder` keeps the image whose content hash is `sha256`."""
+    return folder / sha256[:2] / f"{sha256}.npz"
+
+
+def model_input(pixels: np.ndarray) -> np.ndarray:
+    """The model input of transformed pixels: (n, size, size) uint8 → float32 (n, size, size, 1), exactly (the models
+    rescale 0..255 themselves). The one conversion: training, evaluation, serving and explanations all call it."""
+    return np.asarray(pixels)[..., None].astype(np.float32)
 
 
 @dataclass(frozen=True)
 class CacheRef:
-    """The identity of an image cache: its root folder and the transform whose pixels it holds (which names its key)."""
+    """The identity of an image cache: its root folder and the record of the transform whose pixels it holds."""
 
     root: str
-    transform: InferenceTransform
+    transform: dict = field(hash=False)  # InferenceTransform.to_record()
 
-    @classmethod
-    def of(cls, cache: ImageCache) -> CacheRef:
-        return cls(str(cache.folder.parents[1]), cache.transform)
-
-    def open(self) -> ImageCache:
-        t = self.transform
-        return ImageCache(self.root, t.image_size, t.max_pixels, t.min_side, t.preprocess)
+    @property
+    def folder(self) -> Path:
+        return cache_folder(self.root, self.transform)
 
     @property
     def image_size(self) -> int:
-        return self.transform.image_size
+        return int(self.transform["image_size"])
+
+    def has(self, sha256: str) -> bool:
+        return cached_file(self.folder, sha256).is_file()
+
+    def stack(self, keys: Sequence[str]) -> np.ndarray:
+        """Cached pixels of `keys` as one (n, size, size) uint8 array."""
+        if not len(keys):
+            return np.zeros((0, self.image_size, self.image_size), np.uint8)
+        folder = self.folder
+        pixels = []
+        for key in keys:
+            with NPZ_READS, np.load(cached_file(folder, key)) as data:
+                pixels.append(data["pixels"])
+        return np.stack(pixels)
 
 
 @dataclass
 class Split:
     """One split by reference: content keys (sha256), integer labels, sources and patient groups of its rows, and the
-    image cache that holds their pixels. `pixels()` reads a few; training and evaluation stream them (`read_rows`)."""
+    image cache that holds their pixels. `pixels()` reads a few; training and evaluation stream them in batches
+    (`model_input_of`)."""
 
     keys: list[str]
     labels: np.ndarray
@@ -66,18 +110,21 @@ class Split:
     def pixels(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """(n, size, size) uint8 cached pixels of `rows` (default all: only for small splits, it is N × pixels)."""
         keys = self.keys if rows is None else [self.keys[i] for i in np.asarray(rows, dtype=np.int64)]
-        return self.cache.open().stack(keys)
+        return self.cache.stack(keys)
+
+    def model_input_of(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The model input of `rows`: their cached pixels through `model_input`."""
+        return model_input(self.pixels(rows))
 
     def missing(self) -> list[str]:
         """Keys whose pixels are not in the cache (ingest with the same data settings fills it)."""
-        cache = self.cache.open()
-        return [key for key in self.keys if not cache.has(key)]
+        return [key for key in self.keys if not self.cache.has(key)]
 
     def to_record(self) -> dict:
         """JSON-able: what the split artifact stores (no pixels)."""
         listed = lambda a: None if a is None else [str(v) for v in np.asarray(a)]  # noqa: E731
         return {
-            "cache": {"root": self.cache.root, "transform": self.cache.transform.to_record()},
+            "cache": {"root": self.cache.root, "transform": self.cache.transform},
             "keys": list(self.keys),
             "labels": np.asarray(self.labels).astype(int).tolist(),
             "sources": listed(self.sources),
@@ -86,7 +133,7 @@ class Split:
 
     @classmethod
     def from_record(cls, record: dict) -> Split:
-        cache = CacheRef(record["cache"]["root"], InferenceTransform.from_record(record["cache"]["transform"]))
+        cache = CacheRef(record["cache"]["root"], dict(record["cache"]["transform"]))
         array = lambda v: None if v is None else np.asarray(v, dtype=str)  # noqa: E731
         return cls(
             [str(k) for k in record["keys"]],

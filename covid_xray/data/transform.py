@@ -8,8 +8,6 @@ the way it saw them when it was evaluated.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from PIL import Image
 from ..config import DataConfig, PreprocessConfig
 from .decode import ImageError, decode_grayscale, quality_problem
 from .preprocess import preprocess
+from .stream import model_input, record_key
 
 # Bump when decoding, preprocessing or resizing changes what a given record produces: cached pixels made the
 # old way are then not reused, and a model recorded with another version is refused instead of fed differently.
@@ -69,7 +68,7 @@ class InferenceTransform:
     @property
     def key(self) -> str:
         """Short content hash of the record: names the cache folder of the pixels this transform makes."""
-        return hashlib.sha256(json.dumps(self.to_record(), sort_keys=True).encode()).hexdigest()[:12]
+        return record_key(self.to_record())
 
     def decode(self, source: str | Path | bytes) -> Image.Image:
         """The checked grayscale image of a file or its bytes; ImageError with the reason otherwise."""
@@ -92,9 +91,3 @@ class InferenceTransform:
         if not arrays:
             return np.zeros((0, self.image_size, self.image_size, 1), np.float32)
         return model_input(np.stack(arrays))
-
-
-def model_input(pixels: np.ndarray) -> np.ndarray:
-    """The model input of transformed pixels: (n, size, size) uint8 → float32 (n, size, size, 1), exactly (the models
-    rescale 0..255 themselves). The one conversion: training, evaluation, serving and explanations all call it."""
-    return np.asarray(pixels)[..., None].astype(np.float32)

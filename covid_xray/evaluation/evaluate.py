@@ -18,8 +18,8 @@ import numpy as np
 from ..config import ModelConfig, RunConfig
 from ..data.stream import Split
 from ..labels import POSITIVE
-from ..modeling.batches import pixel_batches
 from ..modeling.features import predict_for_evaluation
+from ..modeling.loader import pixel_batches
 from .calibration import reliability
 from .decision import OperatingPoint
 from .metrics import covid_metrics

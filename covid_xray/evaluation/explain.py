@@ -8,39 +8,47 @@ hospital instead of the disease.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
 import numpy as np
-import tensorflow as tf
 
-from ..data.transform import model_input
+from ..data.stream import model_input
+from ..modeling import backend
 from ..modeling.features import is_vgg
 from .metrics import source_predictability
 
 
-def _forward_with_conv(model: keras.Model, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(last conv feature map, class probabilities) of a covid-xray VGG16 or sequential CNN model."""
+def split_at_last_conv(model: keras.Model) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """(images -> last conv feature map, feature map -> class probabilities) of a covid-xray VGG16 or sequential CNN."""
     if is_vgg(model):
         backbone = model.get_layer("vgg16")
-        conv_and_out = keras.Model(backbone.inputs, [backbone.get_layer("block5_conv3").output, backbone.output])
-        conv, out = conv_and_out(model.get_layer("vgg_preprocess")(images))
-        return conv, model.get_layer("head")(model.get_layer("pool")(out))
-    x, conv = images, None
-    for layer in model.layers:
-        x = layer(x)
-        if isinstance(layer, keras.layers.Conv2D):
-            conv = x
-    return conv, x
+        to_conv = keras.Model(backbone.inputs, backbone.get_layer("block5_conv3").output)
+        rest = [backbone.get_layer("block5_pool"), model.get_layer("pool"), model.get_layer("head")]
+        return (lambda images: to_conv(model.get_layer("vgg_preprocess")(images))), _chain(rest)
+    last = max(i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.Conv2D))
+    return _chain(model.layers[: last + 1]), _chain(model.layers[last + 1 :])
+
+
+def _chain(layers: list) -> Callable[[Any], Any]:
+    def apply(x: Any) -> Any:
+        for layer in layers:
+            x = layer(x)
+        return x
+
+    return apply
 
 
 def grad_cam(model: keras.Model, images: np.ndarray, class_index: int) -> np.ndarray:
-    """Heatmaps (n, size, size) in [0, 1] for class `class_index`, upsampled to the input size."""
-    batch = tf.convert_to_tensor(model_input(images))
-    with tf.GradientTape() as tape:
-        conv, proba = _forward_with_conv(model, batch)
-        score = proba[:, class_index]
-    weights = tf.reduce_mean(tape.gradient(score, conv), axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))[..., None]
-    cam = tf.image.resize(cam, images.shape[1:3])[..., 0].numpy()
+    """Heatmaps (n, size, size) in [0, 1] for class `class_index`, upsampled to the input size. The gradient of the
+    class score with respect to the last conv feature map comes from the backend (`modeling.backend`)."""
+    to_conv, to_proba = split_at_last_conv(model)
+    conv = keras.ops.convert_to_numpy(to_conv(model_input(images)))
+    _, gradient = backend.value_and_gradient(lambda feature_map: to_proba(feature_map)[:, class_index], conv)
+    weights = gradient.mean(axis=(1, 2), keepdims=True)
+    cam = np.maximum((weights * conv).sum(axis=-1), 0.0)[..., None]
+    cam = keras.ops.convert_to_numpy(keras.ops.image.resize(cam, images.shape[1:3], interpolation="bilinear"))[..., 0]
     peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
     return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
 

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from ..config import ModelConfig
-from ..data.stream import Split
-from ..data.transform import model_input
-from .batches import pixel_batches
+from ..data.stream import Split, model_input
+from .loader import OrderedBatches, pixel_batches
 from .models import weights_fingerprint
 
 
@@ -35,24 +33,22 @@ def with_features(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.outputs[0], features])
 
 
-def predict_both(
-    both: keras.Model, images: np.ndarray | tf.data.Dataset, batch_size: int = 32
-) -> tuple[np.ndarray, np.ndarray]:
-    """The two outputs of a two-output model over `images`: (n, size, size) pixels, or a dataset of model input
-    batches (a split's pixels streamed from the image cache, `stream.pixel_batches`)."""
-    streamed = isinstance(images, tf.data.Dataset)
-    if (int(images.cardinality()) if isinstance(images, tf.data.Dataset) else len(images)) == 0:
+Images = np.ndarray | OrderedBatches  # (n, size, size) pixels, or a split's model input batches (`pixel_batches`)
+
+
+def predict_both(both: keras.Model, images: Images, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """The two outputs of a two-output model over `images`: (n, size, size) pixels, or a split's model input batches
+    streamed from the image cache (`loader.pixel_batches`)."""
+    if len(images) == 0:
         return np.zeros((0, both.outputs[0].shape[-1]), "float32"), np.zeros((0, both.outputs[1].shape[-1]), "float32")
-    if streamed:
+    if isinstance(images, OrderedBatches):
         first, second = both.predict(images, verbose=0)
     else:
         first, second = both.predict(model_input(images), batch_size=batch_size, verbose=0)
     return first, second
 
 
-def predict_with_features(
-    model: keras.Model, images: np.ndarray | tf.data.Dataset, batch_size: int = 32
-) -> tuple[np.ndarray, np.ndarray]:
+def predict_with_features(model: keras.Model, images: Images, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(class probabilities, penultimate features) in one pass (see `with_features`, `predict_both`)."""
     return predict_both(with_features(model), images, batch_size)
 
@@ -69,7 +65,7 @@ def feature_model(model):
     return keras.Model(model.inputs, [model.outputs[0], keras.ops.concatenate(pooled, axis=-1)])
 
 
-def predict_for_evaluation(model: keras.Model, batches: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict_for_evaluation(model: keras.Model, batches: OrderedBatches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(class probabilities, penultimate features, out-of-distribution features) of `batches` in one pass. For VGG16
     both features are the pooled backbone features (`with_features`); for a CNN see `feature_model`."""
     if is_vgg(model) or not any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers):
@@ -77,7 +73,7 @@ def predict_for_evaluation(model: keras.Model, batches: tf.data.Dataset) -> tupl
         return proba, penultimate, penultimate
     ood = feature_model(model)
     three = keras.Model(model.inputs, [model.outputs[0], model.layers[-2].output, ood.outputs[1]])
-    if int(batches.cardinality()) == 0:
+    if len(batches) == 0:
         widths = [int(output.shape[-1]) for output in three.outputs]
         return tuple(np.zeros((0, width), "float32") for width in widths)  # type: ignore[return-value]
     proba, penultimate, features = three.predict(batches, verbose=0)

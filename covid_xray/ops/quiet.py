@@ -1,10 +1,10 @@
-"""TensorFlow without its C++ start-up lines on the user's terminal.
+"""The framework Keras runs on (TensorFlow by default) without its C++ start-up lines on the user's terminal.
 
-Loading TensorFlow's shared libraries and probing for CUDA write absl/glog lines straight to file
-descriptor 2 ("All log messages before absl::InitializeLog()...", "Could not find cuda drivers", "failed
-call to cuInit") before any log level applies, so neither TF_CPP_MIN_LOG_LEVEL nor Python's logging hides
-them. `import_tensorflow_quietly` imports TensorFlow and initialises its devices with descriptor 2 captured,
-then writes back every captured line that is not such start-up noise: real errors still reach the user.
+Loading TensorFlow's shared libraries and probing for CUDA write absl/glog lines straight to file descriptor 2 ("All log
+messages before absl::InitializeLog()...", "Could not find cuda drivers", "failed call to cuInit") before any log level
+applies, so neither TF_CPP_MIN_LOG_LEVEL nor Python's logging hides them. `import_keras_quietly` imports Keras (and so
+its backend) and initialises its devices with descriptor 2 captured, then writes back every captured line that is not
+such start-up noise: real errors still reach the user.
 """
 
 from __future__ import annotations
@@ -41,18 +41,19 @@ def is_startup_noise(line: str) -> bool:
     return match["level"] in "IW" or (match["level"] == "E" and match["file"] in _NO_GPU_ERRORS)
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow and list its devices with the start-up noise dropped (a no-op once TensorFlow is loaded)."""
-    if "tensorflow" in sys.modules:
+def import_keras_quietly() -> None:
+    """Import Keras, and with it the framework it runs on, and list the devices, with the start-up noise dropped (a
+    no-op once Keras is loaded)."""
+    if "keras" in sys.modules:
         return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
+            import keras
 
-            tf.config.list_physical_devices()
+            keras.distribution.list_devices()
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -66,9 +67,10 @@ def import_tensorflow_quietly() -> None:
 
 
 def configure(verbose: bool) -> None:
-    """Call before anything imports TensorFlow: all of its logging when `verbose`, else none of the start-up noise."""
+    """Call before anything imports Keras: all of the framework's logging when `verbose`, else none of its start-up
+    noise."""
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import_tensorflow_quietly()
+    import_keras_quietly()

@@ -14,6 +14,7 @@ import yaml
 from mlflow.data.pandas_dataset import from_pandas
 
 from ..config import RunConfig
+from ..modeling import backend
 
 
 def flat_params(config: RunConfig, model_name: str | None = None) -> dict[str, str]:
@@ -62,8 +63,7 @@ def git_commit() -> str:
 
 
 def hardware() -> dict[str, str]:
-    import tensorflow as tf
-
+    """The CPU, the GPUs the Keras backend sees, and the backend itself, as MLflow params."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -72,9 +72,13 @@ def hardware() -> dict[str, str]:
                 break
     except OSError:
         pass
-    gpus = tf.config.list_physical_devices("GPU")
-    names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
-    return {"hardware.cpu": cpu, "hardware.gpus": ", ".join(names) or "none", "hardware.gpu_count": str(len(gpus))}
+    gpus = backend.accelerators()
+    return {
+        "hardware.cpu": cpu,
+        "hardware.gpus": ", ".join(gpus) or "none",
+        "hardware.gpu_count": str(len(gpus)),
+        "hardware.keras_backend": backend.name(),
+    }
 
 
 def log_training_dataset(

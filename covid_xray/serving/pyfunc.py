@@ -18,6 +18,7 @@ import io
 import json
 import tempfile
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -196,9 +197,9 @@ def example_image(path: str | Path, transform: InferenceTransform, side: int = 2
 
 
 def pip_requirements() -> list[str]:
-    """What the served model imports, pinned to what trained it (spares MLflow a slow inference subprocess)."""
-    from importlib.metadata import version
-
+    """What the served model imports, pinned to what trained it (spares MLflow a slow inference subprocess). It is
+    served on TensorFlow, Keras' default backend, whatever backend trained it (a .keras file loads on any): where
+    TensorFlow is not installed (a model trained on a JAX-only machine), it is named without a version."""
     names = (
         "keras",
         "tensorflow",
@@ -211,7 +212,15 @@ def pip_requirements() -> list[str]:
         "PyYAML",
         "ImageHash",
     )
-    return [f"{name}=={version(name)}" for name in names]
+    return [pinned(name) for name in names]
+
+
+def pinned(name: str) -> str:
+    """`name==<installed version>`, or the bare name when it is not installed here."""
+    try:
+        return f"{name}=={version(name)}"
+    except PackageNotFoundError:
+        return name
 
 
 def output_schema(classes: Sequence[str]):

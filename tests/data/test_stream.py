@@ -1,5 +1,5 @@
-"""Splits by reference, pixels streamed: the same model inputs, batches and training as the in-memory arrays they
-replace, on real images with the default preprocessing, and split artifacts that carry no pixels."""
+"""Splits by reference, pixels streamed: the model input is the image cache's pixels bit for bit, on real images with
+the default preprocessing, and split artifacts carry no pixels."""
 
 from pathlib import Path
 
@@ -7,18 +7,15 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 import yaml
 
 from covid_xray.config import parse_config
 from covid_xray.data.dataset import image_cache, split_of
 from covid_xray.data.decode import sha256_file
-from covid_xray.data.stream import Split
-from covid_xray.modeling.batches import pixel_batches
+from covid_xray.data.stream import Split, model_input
 from covid_xray.modeling.features import FeatureCache, feature_extractor
+from covid_xray.modeling.loader import pixel_batches
 from covid_xray.modeling.models import build_model
-from covid_xray.modeling.sampling import balanced_dataset, cell_ids
-from covid_xray.modeling.training import training_inputs
 from covid_xray.sources import READERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,71 +53,21 @@ def real(tmp_path_factory, shared_datasets):
     return config, rows, split_of(rows, config)
 
 
-def old_arrays(split: Split) -> np.ndarray:
-    """The model input before the redesign: `load_split`'s stacked pixels through `as_images`."""
-    return split.cache.open().stack(split.keys)[..., None].astype("float32")
-
-
-def old_training_inputs(x: np.ndarray, split: Split, config, seed: int = 0) -> tf.data.Dataset:
-    """`training_inputs` before the redesign (no augmentation): the pixel arrays sliced into tf.data."""
-    if config.sampling == "source_label":
-        cells, _ = cell_ids(np.asarray(split.sources), split.labels)
-        return balanced_dataset(x, split.labels, cells, config.batch_size, seed)
-    dataset = tf.data.Dataset.from_tensor_slices((x, split.labels.astype("int32")))
-    return dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).batch(config.batch_size)
-
-
-def test_streamed_pixels_are_bit_identical_to_the_old_arrays_of_real_images(real):
+def test_streamed_model_input_is_the_cached_pixels_of_real_images_bit_for_bit(real):
     config, rows, split = real
     assert len(split) == 4 * PER_CELL and split.keys == list(rows["sha256"])
     assert list(split.groups) == list(rows["group_id"]) and list(split.sources) == list(rows["source"])
-    expected = old_arrays(split)
-    assert expected.shape == (len(split), 128, 128, 1) and expected.std() > 10  # real, preprocessed pixels
-    streamed = np.concatenate([batch.numpy() for batch in pixel_batches(split, batch_size=5)])
-    assert streamed.dtype == np.float32 and np.array_equal(streamed, expected)
-    assert np.array_equal(split.subset([3, 1]).pixels(), expected[[3, 1], ..., 0].astype(np.uint8))
+    cache = image_cache(config)
+    cached = np.stack([cache.get(path, key).pixels for path, key in zip(rows["path"], rows["sha256"])])
+    assert cached.shape == (len(split), 128, 128) and cached.std() > 10  # real, preprocessed pixels
+    batches = pixel_batches(split, batch_size=5)
+    streamed = np.concatenate([batches[i][0] for i in range(len(batches))])
+    assert streamed.dtype == np.float32 and np.array_equal(streamed, model_input(cached))
+    assert np.array_equal(streamed[..., 0], cached.astype(np.float32))
+    assert np.array_equal(split.subset([3, 1]).pixels(), cached[[3, 1]])
 
 
-@pytest.mark.parametrize("sampling", ["source_label", "shuffle"])
-def test_streamed_training_batches_are_the_old_batches_in_the_same_order(real, sampling):
-    config, _, split = real
-    model = next(m for m in config.models if m.name == "cnn-small").model_copy(
-        update={"batch_size": 8, "sampling": sampling}
-    )
-    new = training_inputs(split, model)["x"]  # no augmentation: the batches themselves
-    old = old_training_inputs(old_arrays(split), split, model)
-    n_batches = 3 * int(np.ceil(len(split) / model.batch_size))  # three epochs' worth (reshuffled each one)
-    if sampling == "shuffle":
-        new, old = new.repeat(3), old.repeat(3)
-    pairs = list(zip(new.take(n_batches), old.take(n_batches)))
-    assert len(pairs) == n_batches
-    for (new_x, new_y), (old_x, old_y) in pairs:
-        assert np.array_equal(new_x.numpy(), old_x.numpy()) and np.array_equal(new_y.numpy(), old_y.numpy())
-
-
-def test_training_on_the_stream_gives_the_weights_training_on_arrays_gave(real):
-    config, _, split = real
-    model_config = next(m for m in config.models if m.name == "cnn-small").model_copy(
-        update={"augment": "none", "batch_size": 8}
-    )
-
-    def trained(inputs: dict) -> list[np.ndarray]:
-        keras.utils.set_random_seed(0)
-        model = build_model(model_config, 128, 2)
-        model.compile("adam", "sparse_categorical_crossentropy")
-        model.fit(**inputs, epochs=2, shuffle=False, verbose=0)
-        return model.get_weights()
-
-    steps = int(np.ceil(len(split) / model_config.batch_size))
-    # The first fit of a process ends elsewhere than every later one (Keras' first-call state, with either input),
-    # so it is run once first; after it, the same seed gives the same weights run after run.
-    trained(training_inputs(split, model_config))
-    old = trained({"x": old_training_inputs(old_arrays(split), split, model_config), "steps_per_epoch": steps})
-    new = trained(training_inputs(split, model_config))
-    assert all(np.array_equal(a, b) for a, b in zip(old, new))
-
-
-def test_frozen_backbone_features_from_the_stream_are_the_features_of_the_old_arrays(real, tmp_path):
+def test_frozen_backbone_features_from_the_stream_are_the_features_of_the_stacked_pixels(real, tmp_path):
     config, _, split = real
     vgg = next(m for m in config.models if m.name == "vgg16-frozen").model_copy(update={"weights": "none"})
     keras.utils.set_random_seed(0)
@@ -128,9 +75,9 @@ def test_frozen_backbone_features_from_the_stream_are_the_features_of_the_old_ar
     cache = FeatureCache(tmp_path, "k")
     streamed = cache.features(extractor, split, batch_size=8)
     assert (cache.hits, cache.misses) == (0, len(split))
-    old = extractor.predict(old_arrays(split), batch_size=8, verbose=0)
-    assert np.array_equal(streamed, old)
-    assert np.array_equal(cache.features(extractor, split, 8), old) and cache.hits == len(split)  # reused
+    stacked = extractor.predict(model_input(split.pixels()), batch_size=8, verbose=0)
+    assert np.array_equal(streamed, stacked)
+    assert np.array_equal(cache.features(extractor, split, 8), streamed) and cache.hits == len(split)  # reused
 
 
 def test_split_artifact_holds_no_pixels_and_round_trips(real, tmp_path, shared_datasets):

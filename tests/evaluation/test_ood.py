@@ -15,8 +15,8 @@ from covid_xray.data.ingest import ingest
 from covid_xray.data.split import patient_split
 from covid_xray.evaluation.decision import OperatingPoint
 from covid_xray.evaluation.ood import OODDetector, fit_detector
-from covid_xray.modeling.batches import pixel_batches
 from covid_xray.modeling.features import predict_with_ood_features
+from covid_xray.modeling.loader import pixel_batches
 from covid_xray.modeling.training import train_model
 from covid_xray.serving.predict import Predictor
 from covid_xray.serving.predict_io import answer_records, summary_line, text_line

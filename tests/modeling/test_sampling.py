@@ -1,6 +1,8 @@
+"""Which rows make each batch: plans that are a function of the seed and the epoch."""
+
 import numpy as np
 
-from covid_xray.modeling.sampling import augment_batch, balanced_dataset, cell_ids, random_gamma, steps_per_epoch
+from covid_xray.modeling.sampling import balanced_batches, cell_ids, shuffled_batches, steps_per_epoch
 
 
 def test_cells_are_the_source_label_pairs_that_exist():
@@ -9,38 +11,34 @@ def test_cells_are_the_source_label_pairs_that_exist():
     assert ids.tolist() == [0, 1, 2, 0]
 
 
-def test_balanced_sampler_draws_every_cell_evenly():
+def test_balanced_plan_draws_every_cell_evenly_and_all_of_a_small_one():
     # 200 + 20 rows of source a, 5 rows of source b: plain shuffling would draw b 2% of the time.
     sources = np.array(["a"] * 220 + ["b"] * 5)
     labels = np.array([0] * 200 + [1] * 20 + [0] * 5)
     ids, cells = cell_ids(sources, labels)
-    x = np.arange(len(labels), dtype=np.float32)[:, None]
-    batches = list(balanced_dataset(x, labels, ids, batch_size=30, seed=1).take(100))
-    drawn = np.concatenate([batch_x.numpy()[:, 0] for batch_x, _ in batches]).astype(int)
-    assert np.array_equal(np.concatenate([batch_y.numpy() for _, batch_y in batches]), labels[drawn])
+    drawn = np.concatenate([np.concatenate(balanced_batches(ids, 30, seed=1, epoch=e)) for e in range(13)])
+    assert len(drawn) == 13 * 8 * 30  # ceil(225 / 30) = 8 full batches an epoch
     shares = np.bincount(ids[drawn], minlength=len(cells)) / len(drawn)
-    assert len(drawn) == 3000
     assert np.allclose(shares, 1 / 3, atol=0.03), shares
     assert set(drawn[ids[drawn] == 2]) == {220, 221, 222, 223, 224}  # the small cell is oversampled, all of it
+    first = np.concatenate(balanced_batches(ids, 30, seed=1, epoch=0))
+    cycle = first[ids[first] == 2]  # a cell's rows come in a shuffled order, each once before any repeats
+    assert all(sorted(cycle[i : i + 5]) == [220, 221, 222, 223, 224] for i in range(0, len(cycle) - 4, 5))
+
+
+def test_shuffled_plan_is_one_pass_over_every_row_in_a_new_order_each_epoch():
+    epochs = [shuffled_batches(10, 4, seed=3, epoch=e) for e in range(3)]
+    assert [len(b) for b in epochs[0]] == [4, 4, 2]
+    assert all(sorted(np.concatenate(plan)) == list(range(10)) for plan in epochs)
+    assert not np.array_equal(np.concatenate(epochs[0]), np.concatenate(epochs[1]))
+
+
+def test_plans_are_the_same_for_a_seed_and_differ_between_seeds():
+    ids = np.array([0, 0, 1, 1, 1, 2])
+    for plan in (lambda seed, e: shuffled_batches(6, 2, seed, e), lambda seed, e: balanced_batches(ids, 2, seed, e)):
+        assert all(np.array_equal(a, b) for a, b in zip(plan(5, 2), plan(5, 2)))
+        assert not all(np.array_equal(a, b) for a, b in zip(plan(5, 2), plan(6, 2)))
 
 
 def test_steps_per_epoch_cover_the_rows_once():
     assert steps_per_epoch(100, 32) == 4 and steps_per_epoch(1, 32) == 1
-
-
-def test_gamma_keeps_range_and_endpoints():
-    images = np.tile(np.linspace(0, 255, 16, dtype=np.float32), (4, 16, 1))[..., None]
-    out = random_gamma(images, seed=3).numpy()
-    assert out.min() >= 0 and out.max() <= 255.001
-    assert np.allclose(out[:, :, 0], 0) and np.allclose(out[:, :, -1], 255)
-    assert not np.allclose(out, images)
-
-
-def test_acquisition_augmentation_changes_pixels_keeps_shape_and_labels():
-    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 1)).astype(np.float32)
-    labels = np.array([0, 1, 0, 1], np.int32)
-    out, out_labels = augment_batch("acquisition", seed=0)(images, labels)
-    assert out.shape == images.shape and np.array_equal(out_labels, labels)
-    assert float(np.abs(out.numpy() - images).mean()) > 1.0
-    assert float(out.numpy().min()) >= 0.0 and float(out.numpy().max()) <= 255.0
-    assert augment_batch("none") is None

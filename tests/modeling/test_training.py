@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +92,8 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     assert not any(p.is_dir() and any(p.iterdir()) for p in (tmp_path / "checkpoints").iterdir())  # done: removed
 
 
-def test_mixed_precision_computes_in_float16_with_a_float32_output(tmp_path):
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_computes_in_16_bits_with_a_float32_output(tmp_path, policy):
     for kind in ("cnn", "vgg16"):
         config = ModelConfig(
             name=kind,
@@ -101,7 +103,7 @@ def test_mixed_precision_computes_in_float16_with_a_float32_output(tmp_path):
             head={"dense_units": [4]},
             epochs=1,
             batch_size=4,
-            precision="mixed_float16",
+            precision=policy,
         )
         result = train_model(
             config,
@@ -120,7 +122,8 @@ def test_mixed_precision_computes_in_float16_with_a_float32_output(tmp_path):
             for layer in _all_layers(model)
             if isinstance(layer, keras.layers.Conv2D) and layer.name != "vgg_preprocess"
         ]
-        assert convs and all(layer.compute_dtype == "float16" and layer.variable_dtype == "float32" for layer in convs)
+        compute = policy.removeprefix("mixed_")
+        assert convs and all(layer.compute_dtype == compute and layer.variable_dtype == "float32" for layer in convs)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored afterwards
 
 
@@ -140,11 +143,11 @@ import tensorflow as tf
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
 from covid_xray.config import ModelConfig
-from covid_xray.modeling import training
+from covid_xray.modeling import backend, training
 from pathlib import Path
 from fixtures import tiny_split
-training.ACCELERATOR = "CPU"
-assert training.distribution_strategy().num_replicas_in_sync == 2
+backend.ACCELERATOR = "CPU"
+assert backend.replicas() == 2
 config = ModelConfig(name="c", kind="cnn", conv_filters=[4], head={{"dense_units": [4]}}, epochs=1, batch_size=4)
 root = Path({str(tmp_path)!r})
 result = training.train_model(config, tiny_split(8, 0, root), tiny_split(4, 50, root), n_classes=2, image_size=32,
@@ -154,6 +157,36 @@ print("replicas ok", len(result.history["loss"]))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas ok 1" in done.stdout
+
+
+def test_training_runs_data_parallel_on_two_devices_under_jax(tmp_path):
+    """Under JAX several accelerators use keras.distribution.DataParallel; two host CPU devices stand in for them."""
+    pytest.importorskip("jax")
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+import keras
+from covid_xray.config import ModelConfig
+from covid_xray.modeling import backend, training
+from pathlib import Path
+from fixtures import tiny_split
+backend.ACCELERATOR = "CPU"
+assert keras.backend.backend() == "jax" and backend.replicas() == 2
+seen = []
+class Record(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        seen.append(type(keras.distribution.distribution()).__name__)
+config = ModelConfig(name="c", kind="cnn", conv_filters=[4], head={{"dense_units": [4]}}, epochs=1, batch_size=4)
+root = Path({str(tmp_path)!r})
+result = training.train_model(config, tiny_split(8, 0, root), tiny_split(4, 50, root), n_classes=2, image_size=32,
+                              image_cache_key="a", cache_dir={str(tmp_path)!r}, callbacks=[Record()], verbose=0)
+assert keras.distribution.distribution() is None  # restored afterwards
+print("data parallel ok", len(result.history["loss"]), set(seen))
+"""
+    env = os.environ | {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "data parallel ok 1 {'DataParallel'}" in done.stdout
 
 
 def test_vgg16_phases_change_only_the_layers_they_should(tmp_path):

@@ -96,7 +96,7 @@ def test_local_configs_ask_for_nothing():
     for name in ("default", "gpu", "tiny", "plain"):
         config = load_config(ROOT / f"configs/{name}.yaml")
         assert train_step_settings(config) == {} and pipeline_settings(config) == {}
-    assert {m.precision for m in load_config(ROOT / "configs/gpu.yaml").models} == {"mixed_float16"}
+    assert {m.precision for m in load_config(ROOT / "configs/gpu.yaml").models} == {"mixed_bfloat16"}
 
 
 def pins(requirements: list[str]) -> dict[str, str]:

@@ -1,0 +1,26 @@
+"""Augmentation layers: active only while training, inside the pixel range, and none for 'none'."""
+
+import keras
+import numpy as np
+
+from covid_xray.modeling.augmentation import RandomGamma, augmenter
+
+
+def test_gamma_keeps_range_and_endpoints_and_changes_the_middle():
+    images = np.tile(np.linspace(0, 255, 16, dtype=np.float32), (4, 16, 1))[..., None]
+    out = keras.ops.convert_to_numpy(RandomGamma(seed=3)(images, training=True))
+    assert out.min() >= 0 and out.max() <= 255.001
+    assert np.allclose(out[:, :, 0], 0) and np.allclose(out[:, :, -1], 255, atol=1e-3)
+    assert not np.allclose(out, images)
+    assert np.array_equal(keras.ops.convert_to_numpy(RandomGamma(seed=3)(images, training=False)), images)
+
+
+def test_acquisition_augmentation_changes_pixels_in_training_only_and_keeps_shape_and_range():
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 1)).astype(np.float32)
+    layers = augmenter("acquisition", seed=0)
+    out = keras.ops.convert_to_numpy(layers(images, training=True))
+    assert out.shape == images.shape and float(np.abs(out - images).mean()) > 1.0
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 255.0
+    assert np.allclose(keras.ops.convert_to_numpy(layers(images, training=False)), images)
+    assert augmenter("none") is None
+    assert augmenter("radiograph").name == "augment_radiograph"

@@ -276,6 +276,27 @@ def vgg16_parts(vgg: ModelConfig, train: Split, val: Split, size: int, epochs: i
     }
 
 
+def augmentation_part(vgg: ModelConfig, train: Split, size: int, epochs: int, work: Path) -> dict:
+    """Where the fine-tuning's time goes: the same end-to-end fit on in-memory arrays without augmentation and with
+    each kind, and through `train_model` without augmentation."""
+    rates = {}
+    for kind in ("none", "radiograph", "acquisition"):
+        rates[kind] = on_arrays(vgg.model_copy(update={"augment": kind}), train, size, epochs, fine_tune=True)
+    plain = vgg.model_copy(update={"augment": "none"})
+    streamed = through_train_model(
+        plain, train, train.subset(np.arange(2 * plain.batch_size)), size, work / "run-plain"
+    )
+    fine = streamed["rates"][epochs:]
+    return {
+        "vgg16_finetune_224_by_augmentation": {
+            "arrays_images_per_s": {kind: best(r) for kind, r in rates.items()},
+            "arrays_epochs": rates,
+            "input_path_no_augmentation_images_per_s": best(fine),
+            "input_path_no_augmentation_epochs": streamed["rates"],
+        }
+    }
+
+
 def vgg16_head_part(vgg: ModelConfig, train: Split, val: Split, size: int, work: Path) -> dict:
     head = vgg.model_copy(update={"augment": "none", "fine_tune_blocks": 0, "fine_tune_epochs": 0})
     keras.utils.set_random_seed(0)
@@ -339,6 +360,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4096, help="rows per epoch (the exported images, repeated)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each timed phase (the first compiles)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on any machine: every code path, no numbers")
+    parser.add_argument(
+        "--parts", default="vgg16,peer,flop,cnn,vgg16-head,augmentation", help="which parts to run, comma-separated"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     data = np.load(Path(args.data) / "data.npz")
@@ -392,17 +416,17 @@ def main() -> None:
             train = image_cache_split(resized(images, sizes[name]), labels, sources, work / f"cache-{name}", count)
             splits[name] = train, train.subset(np.arange(min(len(train), 2 * batch)))
         # In order of importance, each part's numbers written as soon as it ends.
-        attempt(report, out, "vgg16", lambda: vgg16_parts(vgg, *splits["vgg16"], sizes["vgg16"], epochs, work))
         peer_steps = 5 if args.smoke else 60
-        attempt(
-            report,
-            out,
-            "peer",
-            lambda: {"peer_torch_compile_vgg16_224": peer(sizes["vgg16"], batch, peer_steps, weights)},
-        )
-        attempt(report, out, "flop", lambda: flop_limit(report, sizes["vgg16"], args.smoke))
-        attempt(report, out, "cnn", lambda: cnn_part(cnn, *splits["cnn"], sizes["cnn"], epochs, work))
-        attempt(report, out, "vgg16-head", lambda: vgg16_head_part(vgg, *splits["vgg16"], sizes["vgg16"], work))
+        parts = {
+            "vgg16": lambda: vgg16_parts(vgg, *splits["vgg16"], sizes["vgg16"], epochs, work),
+            "peer": lambda: {"peer_torch_compile_vgg16_224": peer(sizes["vgg16"], batch, peer_steps, weights)},
+            "flop": lambda: flop_limit(report, sizes["vgg16"], args.smoke),
+            "augmentation": lambda: augmentation_part(vgg, splits["vgg16"][0], sizes["vgg16"], epochs, work),
+            "cnn": lambda: cnn_part(cnn, *splits["cnn"], sizes["cnn"], epochs, work),
+            "vgg16-head": lambda: vgg16_head_part(vgg, *splits["vgg16"], sizes["vgg16"], work),
+        }
+        for part in args.parts.split(","):
+            attempt(report, out, part, parts[part])
     print(json.dumps(report, indent=2))
 
 

@@ -12,7 +12,7 @@ import yaml
 from covid_xray.config import parse_config
 from covid_xray.data.dataset import image_cache, split_of
 from covid_xray.data.decode import sha256_file
-from covid_xray.data.stream import Split, model_input
+from covid_xray.data.stream import Split, cached_file, model_input, read_pixels
 from covid_xray.modeling.features import FeatureCache, feature_extractor
 from covid_xray.modeling.loader import pixel_batches
 from covid_xray.modeling.models import build_model
@@ -105,3 +105,13 @@ def test_a_split_of_images_missing_from_the_cache_is_refused_naming_the_first(re
     other = real_config(tmp_path, shared_datasets, 96)  # a cache nobody filled
     with pytest.raises(ValueError, match=f"24 of 24 images are not in the image cache .* {rows['sha256'][0]}"):
         split_of(rows, other)
+
+
+def test_cached_pixels_are_read_as_np_load_reads_them_and_a_foreign_file_is_refused(real, tmp_path):
+    _, _, split = real
+    path = cached_file(split.cache.folder, split.keys[0])
+    with np.load(path) as data:
+        assert np.array_equal(read_pixels(path, 128), data["pixels"])
+    np.savez(tmp_path / "other.npz", pixels=np.zeros((64, 64), np.uint8))
+    with pytest.raises(ValueError, match=r"other\.npz: not the 128x128 uint8 pixels the image cache writes"):
+        read_pixels(tmp_path / "other.npz", 128)

@@ -72,6 +72,10 @@ def load_test_predictions(run_id: str, required: tuple[str, ...] = ()) -> pd.Dat
     return frame
 
 
+# The metrics whose 95% patient-group intervals eval/metrics.json keeps (the results table shows them).
+INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc")
+
+
 def write_dvc_outputs(
     uri: str, experiment: str, pipeline_run_name: str, folder: str | Path, classes: Sequence[str]
 ) -> Path:
@@ -89,7 +93,9 @@ def write_dvc_outputs(
         [found.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
     )
     folder = Path(folder)
-    metrics: dict = {"promotion": parent.data.tags.get("promotion.decision", "none"), "models": {}}
+    data = {k.removeprefix("data."): round(v, 4) for k, v in parent.data.metrics.items() if k.startswith("data.")}
+    metrics: dict = {"promotion": parent.data.tags.get("promotion.decision", "none"), "data": data, "models": {}}
+    loso: dict = {}
     for run in children:
         variant = run.data.tags.get("model.variant")
         if not variant or "model_uri" not in run.data.tags:
@@ -97,8 +103,14 @@ def write_dvc_outputs(
         metrics["models"][variant] = {
             k.removeprefix("test_"): round(v, 4)
             for k, v in sorted(run.data.metrics.items())
-            if k.startswith("test_") and "_ci_" not in k and "_wilson_" not in k
+            if k.startswith("test_")
+            and "_wilson_" not in k
+            and ("_ci_" not in k or k.split("_ci_")[0].removeprefix("test_") in INTERVAL_METRICS)
         }
+        mean = parent.data.metrics.get(f"loso_mean_balanced_accuracy.{variant}")
+        if mean is not None:
+            metrics["models"][variant]["loso_mean_balanced_accuracy"] = round(mean, 4)
+            loso[variant] = loso_folds(parent.info.run_id, variant)
         if "operating_point.threshold" in run.data.params:
             metrics["models"][variant]["threshold"] = round(float(run.data.params["operating_point.threshold"]), 4)
         frame = load_test_predictions(run.info.run_id)
@@ -119,4 +131,26 @@ def write_dvc_outputs(
         pd.DataFrame({"fpr": fpr, "tpr": tpr}).to_csv(folder / "plots" / "roc" / f"{variant}.csv", index=False)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    (folder / "loso.json").write_text(json.dumps(loso, indent=2, sort_keys=True))
     return folder / "metrics.json"
+
+
+def loso_folds(pipeline_run_id: str, variant: str) -> dict[str, dict[str, float]]:
+    """{held-out source: its numbers} of one variant's leave-one-source-out table, as the pipeline run logged it."""
+    table = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{pipeline_run_id}/loso/{variant}.csv")))
+    columns = [
+        "n",
+        "n_covid",
+        "balanced_accuracy",
+        "balanced_accuracy_ci_low",
+        "balanced_accuracy_ci_high",
+        "sensitivity",
+        "specificity",
+        "roc_auc",
+        "both_labels",
+        "ood_flag_rate",
+    ]
+    return {
+        str(row["held_out"]): {c: round(float(row[c]), 4) for c in columns if c in row and pd.notna(row[c])}
+        for row in table.to_dict("records")
+    }

@@ -56,11 +56,30 @@ def test_dvc_outputs_use_the_recorded_predictions_and_compare_shows_the_patient_
     with mlflow.start_run(run_name="pipeline-1"):
         low = log_evaluated_variant("low-threshold", OperatingPoint(0.4, "youden"))
         log_evaluated_variant("default", OperatingPoint())
+        mlflow.log_metrics({"data.images_kept": 12, "loso_mean_balanced_accuracy.default": 0.61})
+        folds = pd.DataFrame(
+            {"held_out": ["s", "t"], "n": [5, 7], "balanced_accuracy": [0.6, 0.62], "both_labels": [True, True]}
+        )
+        mlflow.log_text(folds.to_csv(index=False), "loso/default.csv")
     written = write_dvc_outputs(store, "report", "pipeline-1", tmp_path / "eval", CLASSES)
+    assert json.loads(written.read_text())["data"] == {"images_kept": 12}
+    assert json.loads(written.read_text())["models"]["default"]["loso_mean_balanced_accuracy"] == 0.61
+    assert json.loads((tmp_path / "eval/loso.json").read_text()) == {
+        "default": {
+            "s": {"n": 5.0, "balanced_accuracy": 0.6, "both_labels": 1.0},
+            "t": {"n": 7.0, "balanced_accuracy": 0.62, "both_labels": 1.0},
+        }
+    }
     models = json.loads(written.read_text())["models"]
     assert models["low-threshold"]["threshold"] == 0.4 and models["low-threshold"]["sensitivity"] == 0.6667
     assert models["default"]["sensitivity"] == 0.3333
-    assert not any("_wilson_" in k or "_ci_" in k for k in models["default"])
+    assert not any("_wilson_" in k for k in models["default"])  # the patient-group intervals of the table's metrics
+    assert {k for k in models["default"] if "_ci_" in k} == {
+        f"{m}_ci_{end}"
+        for m in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc")
+        for end in ("low", "high")
+    }
+    assert models["default"]["sensitivity_ci_low"] <= 0.3333 <= models["default"]["sensitivity_ci_high"]
     confusion = pd.read_csv(tmp_path / "eval/plots/confusion/low-threshold.csv")
     # At 0.4, the images at 0.45, 0.42 (covid) and 0.44 (normal) are called covid, which argmax would not do.
     assert ((confusion["actual"] == "covid") & (confusion["predicted"] == "covid")).sum() == 4

@@ -28,6 +28,7 @@ from .common import fail
 
 # command: (module in this package, function, one-line help shown by `covid-xray --help` without loading the module)
 COMMANDS = {
+    "data": ("data", "data", "Fetch the data: the public sources at pinned commits, or the team store."),
     "run": ("run", "run", "Run the training pipeline on the local ZenML stack."),
     "loso": ("run", "loso", "Leave-one-source-out: train without each source in turn and score the held-out source."),
     "ui": ("ui", "ui", "Open the MLflow UI on 127.0.0.1 for the project's tracking store."),

@@ -39,7 +39,7 @@ def read_sources(data: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
         try:
             scan = reader(folder, source.label, **source.reader_options())
         except SourceError as error:
-            hint = " (run `dvc pull` to materialize data/raw?)" if "not found" in str(error) else ""
+            hint = " (run `covid-xray data fetch` to materialize data/raw?)" if "not found" in str(error) else ""
             raise IngestError(f"source {source.label!r}: {error}{hint}") from None
         found, dropped = scan.frames()
         if found.empty:

@@ -9,6 +9,7 @@ from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
 from covid_xray.data.ingest import drop_summary, ingest
+from covid_xray.data.provenance import REGISTRY, load_registry, source_records
 from covid_xray.data.rebalance import composition
 
 logger = get_logger(__name__)
@@ -17,6 +18,8 @@ logger = get_logger(__name__)
 @step(experiment_tracker=True)
 def ingest_data(config: RunConfig) -> tuple[Annotated[pd.DataFrame, "manifest"], Annotated[pd.DataFrame, "drops"]]:
     manifest, drops = ingest(config.data, config.validation)
+    # Where each source came from (repository, commit, origin, licence): the model card lists it.
+    mlflow.log_dict(source_records(config.data, load_registry() if REGISTRY.is_file() else None), "data/sources.json")
     summary = drop_summary(drops)
     logger.info("Kept %d images; dropped %d items:\n%s", len(manifest), len(drops), summary.to_string(index=False))
     mlflow.log_text(drops.to_csv(index=False), "data/drops.csv")

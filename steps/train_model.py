@@ -1,5 +1,6 @@
 """Train one model variant of the config, as its own MLflow run nested under the pipeline's run."""
 
+from pathlib import Path
 from typing import Annotated
 
 import keras
@@ -9,10 +10,11 @@ from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
 from covid_xray.data.dataset import image_cache
+from covid_xray.data.provenance import data_version
 from covid_xray.data.rebalance import class_weights
 from covid_xray.data.stream import Split
 from covid_xray.modeling.training import train_model as fit
-from covid_xray.ops.tracking import dvc_data_version, flat_params, git_commit, hardware, log_training_dataset
+from covid_xray.ops.tracking import flat_params, git_commit, hardware, log_training_dataset
 
 logger = get_logger(__name__)
 
@@ -22,21 +24,21 @@ def train_model(
     train_set: Split, val_set: Split, manifest_hash: str, config: RunConfig, model_name: str
 ) -> tuple[Annotated[keras.Model, "model"], Annotated[str, "mlflow_run_id"]]:
     model_config = next(m for m in config.models if m.name == model_name)
-    data_version = dvc_data_version()
+    version = data_version(Path(config.data.root))
     run_name = f"{model_name} · data {manifest_hash[:8]}"
     with mlflow.start_run(run_name=run_name, nested=True) as run:
         mlflow.set_tags(
             {
                 "model.variant": model_name,
                 "model.kind": model_config.kind,
-                "data.dvc_md5": data_version,
+                "data.dvc_md5": version,
                 "data.manifest_hash": manifest_hash,
                 "git.commit": git_commit(),
             }
         )
         mlflow.log_params(flat_params(config, model_name) | hardware())
         mlflow.log_params({"data.train_images": len(train_set), "data.val_images": len(val_set)})
-        log_training_dataset(train_set, config.data.classes, manifest_hash, data_version, context="training")
+        log_training_dataset(train_set, config.data.classes, manifest_hash, version, context="training")
         logger.info(
             "Training %s (%s) on %d images, validating on %d",
             model_name,

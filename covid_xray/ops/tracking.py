@@ -10,7 +10,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import yaml
 from mlflow.data.pandas_dataset import from_pandas
 
 from ..config import RunConfig
@@ -36,16 +35,6 @@ def flat_params(config: RunConfig, model_name: str | None = None) -> dict[str, s
 
     walk("", raw)
     return params
-
-
-def dvc_data_version(dvc_file: str | Path = "data.dvc") -> str:
-    """The md5 DVC recorded for the tracked data (first output of data.dvc), or 'untracked'."""
-    path = Path(dvc_file)
-    if not path.is_file():
-        return "untracked"
-    outs = (yaml.safe_load(path.read_text()) or {}).get("outs") or [{}]
-    md5 = str(outs[0].get("md5", ""))
-    return md5.removesuffix(".dir")[:12] or "untracked"
 
 
 def git_commit() -> str:

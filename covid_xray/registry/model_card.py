@@ -1,13 +1,15 @@
 """A short, plain-language model card for a registered model version, built only from its own MLflow records.
 
 Everything in the card is read back from the version's run (params, metrics, tags, artifacts) and its pipeline
-(parent) run: the data composition from `data/manifest.csv`, leave-one-source-out results from `loso/`. What a
-run did not record is said to be missing, never filled in.
+(parent) run: the data composition from `data/manifest.csv`, the sources' commits and licences from
+`data/sources.json`, leave-one-source-out results from `loso/`. What a run did not record is said to be missing,
+never filled in.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 from pathlib import Path
 
@@ -15,7 +17,10 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
+from ..data.provenance import ORIGIN_TEXT, non_commercial_paragraph
+
 CARD_ARTIFACT = "model_card.md"
+SOURCES_ARTIFACT = "data/sources.json"  # logged by the ingest step (covid_xray.data.provenance.source_records)
 TEST_METRICS = ["accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc"]
 INTENDED_USE = (
     "Research, teaching and MLOps practice: studying how a COVID-19 vs. normal chest X-ray classifier behaves on "
@@ -80,6 +85,31 @@ def version_run_id(version: ModelVersion) -> str:
     return str(run_id)
 
 
+def _sources_section(client: MlflowClient, parent_id: str | None) -> list[str]:
+    """Each source's repository, commit, origin and licence, from the pipeline run's `data/sources.json`."""
+    text = _artifact_text(client, parent_id, SOURCES_ARTIFACT) if parent_id else None
+    if text is None:
+        return ["The pipeline run recorded no data sources: where the data came from, and its licences, are unknown."]
+    records = json.loads(text)
+    frame = pd.DataFrame(
+        {
+            "source": [r["source"] for r in records],
+            "repository": [r["repository"].removeprefix("https://github.com/") or "–" for r in records],
+            "commit": [r["commit"] or "unknown" for r in records],
+            "licence": [r["licence"] for r in records],
+            "non-commercial terms": [r["non_commercial"] for r in records],
+        }
+    )
+    origins = sorted({ORIGIN_TEXT.get(r["origin"], r["origin"]) for r in records})
+    return [
+        f"Fetched from: {'; '.join(origins)}.",
+        "",
+        _table(frame),
+        "",
+        non_commercial_paragraph({r["source"]: r["non_commercial"] for r in records}),
+    ]
+
+
 def model_card(client: MlflowClient, model_name: str, version: str) -> str:
     """The Markdown card of `model_name` version `version`."""
     found = client.get_model_version(model_name, str(version))
@@ -123,6 +153,7 @@ def model_card(client: MlflowClient, model_name: str, version: str) -> str:
             "",
             _table(composition(manifest)),
         ]
+    lines += ["", "## Data sources and licences", "", *_sources_section(client, parent_id)]
     lines += ["", "## Operating point", ""]
     if "operating_point.threshold" in params:
         threshold = float(params["operating_point.threshold"])

@@ -4,8 +4,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fixtures import ROOT
 from mlflow import MlflowClient
 
+from covid_xray.config import load_config
+from covid_xray.data.provenance import load_registry, source_records
 from covid_xray.registry.model_card import CARD_ARTIFACT, log_model_card, model_card
 
 MODEL = "covid-xray-card-test"
@@ -76,6 +79,9 @@ def full_record(client) -> str:
     experiment = client.get_experiment_by_name("training").experiment_id
     parent = client.create_run(experiment).info.run_id
     client.log_text(parent, manifest().to_csv(index=False), "data/manifest.csv")
+    # what the ingest step records for the main job on the team store (data/raw linked to data/store)
+    data = load_config(ROOT / "configs/default.yaml").data.model_copy(update={"root": str(ROOT / "data/store")})
+    client.log_dict(parent, source_records(data, load_registry(ROOT / "data/sources.yaml")), "data/sources.json")
     client.log_metric(parent, "loso_mean_balanced_accuracy.cnn-small", 0.6125)
     loso = pd.DataFrame(
         {"held_out": ["hospital-a", "hospital-b"], "n": [10, 15], "balanced_accuracy": [float("nan"), 0.6125]}
@@ -133,10 +139,35 @@ def test_card_says_what_the_runs_recorded(client):
     assert "promoted: accuracy (lower 95% CI) 0.81 >= 0.80" in card
 
 
+def test_card_lists_each_source_with_its_commit_and_licence_and_says_non_commercial_terms_apply(client):
+    card = model_card(client, MODEL, full_record(client))
+    section = card.split("## Data sources and licences\n")[1].split("\n## ")[0]
+    assert "Fetched from: the team data store: copies of the commit's files, downscaled to 512 px" in section
+    assert (
+        "| hannover | ml-workgroup/covid-19-image-repository | ad7ab099b425f16e06bba22322336b7d6a732965 | CC BY 3.0"
+        in section
+    )
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "source" not in line]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| ieee8023",
+        "| hannover",
+        "| actualmed",
+        "| darkcovidnet",
+        "| covid19-image-dataset",
+    ]
+    assert all(len(row.split(" | ")[2]) == 40 for row in rows)  # every source's full commit
+    assert (
+        "| actualmed | agchung/Actualmed-COVID-chestxray-dataset | 27240dd8dec9454bc97f9f3c0c432ef434de2517 | none:"
+        in section
+    )
+    assert "**Non-commercial or unstated terms apply** to ieee8023 (some images), actualmed (all)" in section
+
+
 def test_a_run_that_recorded_little_gets_a_card_that_says_so(client):
     version = register(client, model_run(client))
     card = model_card(client, MODEL, version)
     assert "no data manifest: the composition is unknown" in card
+    assert "recorded no data sources: where the data came from, and its licences, are unknown" in card
     assert "No operating point was recorded for this run: the class is the covid probability >= 0.5." in card
     assert "The run recorded no test metrics." in card and "Not run for this model" in card
     assert "## Shortcut check\n\nNot recorded for this run." in card and "## Promotion" not in card

@@ -22,7 +22,7 @@ import yaml
 from dvc.exceptions import DvcException
 from dvc.repo import Repo
 
-from ..data.provenance import PUBLIC, STORE, STORE_DVC, dvc_imports
+from ..data.provenance import PUBLIC, REGISTRY, STORE, STORE_DVC, dvc_imports, load_registry, registry_mismatches
 
 Origin = Literal["public", "store"]
 LINK = Path("data/raw")
@@ -111,6 +111,9 @@ def fetch(origin: Origin, project: Path = Path("."), echo=print) -> list[Fetched
             files, size = _size(output)
             fetched.append(Fetched(str(target), commit, files, size, time.perf_counter() - started))
             echo(f"{target}: {files} files, {size / 1e6:.1f} MB at {commit[:12]} ({fetched[-1].seconds:.1f} s)")
+    if origin == "public" and (project / REGISTRY).is_file():
+        for problem in registry_mismatches(load_registry(project / REGISTRY), dvc_imports(project / PUBLIC)):
+            echo(f"note: {problem} (data/sources.yaml and data/SOURCES.md describe the pinned commits)")
     relink(origin, project)
     echo(f"{LINK} -> {project / 'data' / origin}")
     return fetched

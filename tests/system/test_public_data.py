@@ -205,7 +205,10 @@ def test_fetch_materializes_each_upstream_layout_at_its_commit_and_nothing_else(
     tmp, clone, env, mirrors, commits, expected, hannover_ids, stdout = public
     assert (clone / "data/raw").resolve() == (clone / "data/public").resolve()
     assert stdout.splitlines()[-1] == "data/raw -> data/public"
-    assert len([line for line in stdout.splitlines() if ".dvc: " in line]) == 9
+    assert len([line for line in stdout.splitlines() if " files, " in line]) == 9
+    # the mirrors are not the registry's repositories and commits: the fetch says so
+    notes = [line for line in stdout.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 18 and f"commit {commits['hannover']}, the registry says ad7ab099b425" in "".join(notes)
     raw = clone / "data/raw"
     assert not (raw / "ieee8023/volumes").exists() and not (raw / "ieee8023/README.md").exists()
     assert not (raw / "covid19-image-dataset/Covid19-dataset_2").exists()

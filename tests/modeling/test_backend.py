@@ -84,6 +84,7 @@ def test_a_model_trained_under_another_backend_answers_the_same_in_the_tensorflo
     trained_elsewhere = keras.saving.load_model(tmp_path / "model.keras", compile=False)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
+        mlflow.set_experiment("backends")  # not an experiment id cached by an earlier test in this process
         with mlflow.start_run():
             uri = log_model(trained_elsewhere, transform, OperatingPoint(), ["covid", "normal"], files[0])
         served = mlflow.pyfunc.load_model(uri).predict(

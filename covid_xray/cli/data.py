@@ -10,7 +10,9 @@ from .common import fail
 
 @click.group()
 def data() -> None:
-    """Fetch the data the configs read (data/raw): the public sources or the team store."""
+    """Fetch the data: the public sources at pinned commits, or the team store.
+
+    The configs read data/raw: `data fetch` links it to what it fetched."""
 
 
 @data.command(name="fetch")

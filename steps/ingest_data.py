@@ -1,5 +1,6 @@
 """Read every configured source in its public layout, decode once, deduplicate; report every drop."""
 
+import json
 from typing import Annotated
 
 import mlflow
@@ -19,7 +20,8 @@ logger = get_logger(__name__)
 def ingest_data(config: RunConfig) -> tuple[Annotated[pd.DataFrame, "manifest"], Annotated[pd.DataFrame, "drops"]]:
     manifest, drops = ingest(config.data, config.validation)
     # Where each source came from (repository, commit, origin, licence): the model card lists it.
-    mlflow.log_dict(source_records(config.data, load_registry() if REGISTRY.is_file() else None), "data/sources.json")
+    records = source_records(config.data, load_registry() if REGISTRY.is_file() else None)
+    mlflow.log_text(json.dumps(records, indent=2), "data/sources.json")
     summary = drop_summary(drops)
     logger.info("Kept %d images; dropped %d items:\n%s", len(manifest), len(drops), summary.to_string(index=False))
     mlflow.log_text(drops.to_csv(index=False), "data/drops.csv")

@@ -144,7 +144,9 @@ def test_no_good_image_is_lost(batch):
 
 def test_missing_source_folder_is_one_clear_error(tmp_path):
     data = DataConfig(root=str(tmp_path), sources=[SourceConfig(reader="actualmed", path="nowhere")])
-    with pytest.raises(IngestError, match=r"source 'actualmed': source folder not found: .*nowhere \(run `dvc pull`"):
+    with pytest.raises(
+        IngestError, match=r"source 'actualmed': source folder not found: .*nowhere \(run `covid-xray data fetch`"
+    ):
         ingest(data, ValidationConfig())
 
 

@@ -7,7 +7,9 @@ import json
 import sys
 
 import click
+from mlflow import MlflowClient
 
+from ..registry.lookup import find_version
 from ..serving.predict import ModelNotFound, Predictor
 from ..serving.predict_io import answer_records, summary_line, text_line, write_explanations, write_records
 from .common import fail
@@ -29,7 +31,8 @@ def answer(
         if run_id:
             predictor = Predictor.from_run(run_id)
         else:
-            predictor = Predictor.from_registry(name, alias=alias or "champion", version=model_version)
+            found = find_version(MlflowClient(), name, alias, model_version)
+            predictor = Predictor.from_registered(name, found.version, None if model_version else alias or "champion")
     except ModelNotFound as error:
         fail(str(error))
     if len(paths) > batch_size and sys.stderr.isatty():

@@ -13,7 +13,9 @@ from ..ops.lifecycle import follow_aliases, zenml_stages
 from ..registry.aliases import CHALLENGER, CHAMPION, PREVIOUS, LeaseBusy, LeaseLost, by_alias, pending_move
 from ..registry.aliases import history as history_of
 from ..registry.aliases import rollback as rollback_to_previous
+from ..registry.lookup import find_version
 from ..registry.model_card import model_card
+from ..serving.errors import ModelNotFound
 from .common import fail, store
 
 
@@ -32,7 +34,10 @@ def card(model_name: str | None, alias: str | None, model_version: str | None, c
     client = MlflowClient()
     model_name = model_name or (config.promotion.model_name if config else "covid-xray")
     try:
-        version = model_version or client.get_model_version_by_alias(model_name, alias or "champion").version
+        version = find_version(client, model_name, alias, model_version).version
+    except ModelNotFound as error:
+        fail(str(error))
+    try:
         text = model_card(client, model_name, version)
     except MlflowException as error:
         which = f" version {model_version}" if model_version else f"@{alias or 'champion'}"

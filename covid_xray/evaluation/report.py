@@ -52,7 +52,7 @@ def compare_runs(experiment: str, count: int) -> pd.DataFrame:
                 "roc_auc": _with_ci(run, "roc_auc"),
                 "threshold": run.data.params.get("operating_point.threshold", "0.5")[:6],
                 "train_s": f"{run.data.metrics.get('train_seconds', float('nan')):.0f}",
-                "promotion": run.data.tags.get("promotion", "not a candidate")[:40],
+                "promotion": run.data.tags.get("promotion", "not a candidate"),
             }
             for run in runs
         ]

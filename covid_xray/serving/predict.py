@@ -11,6 +11,7 @@ import numpy as np
 from ..data.decode import file_problem
 from ..data.transform import InferenceTransform
 from ..labels import POSITIVE
+from .errors import ModelNotFound
 from .pyfunc import XrayClassifier
 
 
@@ -24,10 +25,6 @@ class Prediction(NamedTuple):
     out_of_distribution: bool | None = None
     ood_distance: float | None = None
     ood_threshold: float | None = None
-
-
-class ModelNotFound(LookupError):
-    pass
 
 
 class Predictor:
@@ -56,25 +53,10 @@ class Predictor:
         return self.model.keras_model
 
     @classmethod
-    def from_registry(cls, name: str, alias: str | None = "champion", version: str | None = None) -> Predictor:
-        """The registered version `version`, or else the one under `alias`."""
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
-        client = mlflow.MlflowClient()
-        try:
-            if version:
-                found = client.get_model_version(name, str(version))
-            else:
-                found = client.get_model_version_by_alias(name, alias or "champion")
-        except MlflowException:
-            which = f"{name} version {version}" if version else f"{name}@{alias}"
-            raise ModelNotFound(
-                f"no model registered as {which} yet: run `covid-xray run` first, "
-                f"or check the tracking URI ({mlflow.get_tracking_uri()})"
-            ) from None
-        label = f"{name} v{found.version}" + ("" if version else f" (@{alias})")
-        return cls.from_uri(f"models:/{name}/{found.version}", label)
+    def from_registered(cls, name: str, version: str | int, alias: str | None = None) -> Predictor:
+        """Registered version `version` of `name` (see `covid_xray.registry.lookup.find_version` for which one an
+        alias means), described as `name vN`, or `name vN (@alias)` when it was picked by `alias`."""
+        return cls.from_uri(f"models:/{name}/{version}", f"{name} v{version}" + (f" (@{alias})" if alias else ""))
 
     @classmethod
     def from_run(cls, run_id: str) -> Predictor:

@@ -94,7 +94,7 @@ def expected(store, version: str, paths) -> list[float]:
     tmp, uri, *_ = store
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MLFLOW_TRACKING_URI", uri)
-        predictor = Predictor.from_registry(MODEL, version=version)
+        predictor = Predictor.from_registered(MODEL, version)
         return [round(p.covid_probability, 6) for p in predictor.predict_files(paths)]
 
 
@@ -194,10 +194,18 @@ def test_refused_images_are_answered_in_place_with_the_reason_and_exit_1(store, 
 
 
 def test_compare_and_rollback_use_the_configs_store(store, cli):
-    _, _, client, config, _, _ = store
+    _, _, client, config, run_ids, _ = store
+    reason = (
+        "not promoted: candidate cnn-2: best mean leave-one-source-out balanced accuracy (cnn-2 0.683, cnn-1 0.597); "
+        "accuracy 0.769 < 0.800; sensitivity 0.724 < 0.800; specificity 0.816 >= 0.800; no champion yet"
+    )
+    client.set_tag(run_ids[1], "promotion", reason)
     result = cli("compare", "--config", str(config))
     assert result.exit_code == 0, result.output
     assert "cnn-1" in result.stdout and "cnn-2" in result.stdout and "0.700 [0.40, 0.90]" in result.stdout
+    promotion = result.stdout.split("\nPromotion:\n")[1]
+    assert f"{run_ids[1][:8]} cnn-2: {reason}" in " ".join(promotion.split())  # whole, however it is wrapped
+    assert f"{run_ids[0][:8]} cnn-1: not a candidate" in promotion
     result = cli("rollback", "--config", str(config))
     assert result.exit_code == 0, result.output
     assert f"{MODEL}: champion is now version 1 (was 2)\n" in result.stdout
@@ -216,9 +224,36 @@ def test_card_prints_the_champions_card(store, cli):
         and "## Not intended for" in result.stdout
     )
     result = cli("card", "--config", str(config), "--model-version", "9")
-    assert result.exit_code == 1 and result.stderr.startswith(
-        f"covid-xray: error: no model card for {MODEL} version 9:"
+    assert result.exit_code == 1
+    assert (
+        result.stderr
+        == f"covid-xray: error: {MODEL} has no version 9: versions 1, 2; aliases champion → v2, previous → v1\n"
     )
+
+
+def test_without_a_champion_predict_and_card_name_the_challenger_and_why(store, cli):
+    tmp, uri, client, config, run_ids, images = store
+    name = f"{MODEL}-no-champion"
+    client.create_registered_model(name)
+    model_uri = client.get_run(run_ids[0]).data.tags["model_uri"]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_URI", uri)
+        client.create_model_version(name, model_uri, run_id=run_ids[0])
+    client.set_model_version_tag(name, "1", "promotion_reasons", "accuracy 0.600 < 0.800; no champion yet")
+    client.set_registered_model_alias(name, "challenger", "1")
+    said = (
+        "covid-xray: error: no champion yet: version 1 (cnn-1) is registered as challenger, not promoted: "
+        "accuracy 0.600 < 0.800; no champion yet; use `--alias challenger`, or promote it by hand with "
+        f"`covid-xray promote --run {run_ids[0]} --force REASON`\n"
+    )
+    for command in (["predict", str(images[0])], ["card"]):
+        result = cli(*command, "--config", str(config), "--model-name", name)
+        assert result.exit_code == 1 and result.stderr == said, result.output
+    result = cli(
+        "predict", str(images[0]), "--json", "--config", str(config), "--model-name", name, "--alias", "challenger"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == f"{name} v1 (@challenger)"
 
 
 def cli_subprocess(store, *args: str) -> subprocess.CompletedProcess:

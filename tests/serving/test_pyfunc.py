@@ -20,6 +20,7 @@ from covid_xray.data.cache import ImageCache
 from covid_xray.data.decode import sha256_file
 from covid_xray.data.transform import InferenceTransform
 from covid_xray.evaluation.decision import OperatingPoint, predict_labels
+from covid_xray.registry.lookup import find_version
 from covid_xray.serving.predict import ModelNotFound, Prediction, Predictor
 from covid_xray.serving.pyfunc import encode_image, log_model
 
@@ -219,14 +220,16 @@ def test_registry_lookup_by_alias_or_version_and_a_clear_error_otherwise(client,
     uri, _ = log(brightness_model(0.05, 120), InferenceTransform(SIZE, ROBUST, min_side=64), example=path)
     version = mlflow.register_model(uri, "serving-test").version
     client.set_registered_model_alias("serving-test", "champion", version)
-    by_alias = Predictor.from_registry("serving-test")
-    by_version = Predictor.from_registry("serving-test", alias=None, version=version)
+    by_alias = Predictor.from_registered("serving-test", find_version(client, "serving-test").version, "champion")
+    by_version = Predictor.from_registered(
+        "serving-test", find_version(client, "serving-test", version=version).version
+    )
     assert by_alias.description == f"serving-test v{version} (@champion)"
     assert by_version.description == f"serving-test v{version}"
     assert by_alias.predict_file(path) == by_version.predict_file(path)
     assert isinstance(by_alias.predict_file(path), Prediction)
-    with pytest.raises(ModelNotFound, match="no model registered as serving-test@challenger"):
-        Predictor.from_registry("serving-test", alias="challenger")
-    with pytest.raises(ModelNotFound, match="no model registered as nothing version 3"):
-        Predictor.from_registry("nothing", version="3")
+    with pytest.raises(ModelNotFound, match="no version of serving-test holds the alias 'challenger'"):
+        find_version(client, "serving-test", alias="challenger")
+    with pytest.raises(ModelNotFound, match="no model registered as nothing yet"):
+        find_version(client, "nothing", version="3")
     assert json.loads(json.dumps(by_alias.predict_file(path)._asdict()))["label"] in CLASSES

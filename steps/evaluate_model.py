@@ -19,6 +19,7 @@ from covid_xray.data.stream import Split
 from covid_xray.evaluation.evaluate import evaluate
 from covid_xray.evaluation.explain import grad_cam, sample_per_class, save_grad_cam_figure, shortcut_check
 from covid_xray.evaluation.metrics import confusion, per_source_metrics, save_plots
+from covid_xray.evaluation.report import DESCRIPTION, model_run_description
 from covid_xray.labels import POSITIVE
 from covid_xray.serving.pyfunc import log_model
 
@@ -96,8 +97,17 @@ def evaluate_model(
             mlflow.set_tag("warning.shortcut", warning)
             logger.warning(warning)
         # the cache's transform made every pixel this model was trained and evaluated on: it is logged with it
-        model_uri = log_model(model, image_cache(config).transform, point, classes, rows["path"][0], ood=scored.ood)
-        mlflow.set_tag("model_uri", model_uri)
+        model_uri = log_model(
+            model, image_cache(config).transform, point, classes, rows["path"][0], name=model.name, ood=scored.ood
+        )
+        tags = mlflow.MlflowClient().get_run(mlflow_run_id).data.tags
+        data = f"{tags.get('data.dvc_md5', 'unversioned')}, manifest {tags.get('data.manifest_hash', '?')[:8]}"
+        images = {"train": len(train_set), "val": len(val_set), "test": len(test_set)}
+        test_metrics = {f"test_{k}": v for k, v in test.items()}
+        description = model_run_description(
+            model.name, model_config.kind, test_metrics, point.threshold, point.rule, images, data
+        )
+        mlflow.set_tags({"model_uri": model_uri, DESCRIPTION: description})
     return {
         "run_id": mlflow_run_id,
         "model_uri": model_uri,

@@ -9,10 +9,11 @@ from zenml.client import Client
 from zenml.logger import get_logger
 
 from covid_xray.config import RunConfig
+from covid_xray.evaluation.report import DESCRIPTION
 from covid_xray.ops.lifecycle import follow_aliases
 from covid_xray.registry.gate import select_candidate
 from covid_xray.registry.model_card import log_model_card
-from covid_xray.registry.promote import promote_run
+from covid_xray.registry.promote import pipeline_run_description, promote_run
 
 logger = get_logger(__name__)
 
@@ -21,7 +22,12 @@ logger = get_logger(__name__)
 def promote_model(validation_passed: bool, config: RunConfig) -> Annotated[str, "promotion_decision"]:
     if not validation_passed:  # severity 'warn' let the run train; a model from invalid data is never registered
         logger.warning("Data validation failed: no model is registered from this run")
-        mlflow.set_tag("promotion.decision", "not registered: data validation failed")
+        mlflow.set_tags(
+            {
+                "promotion.decision": "not registered: data validation failed",
+                DESCRIPTION: "Pipeline run: data validation failed; no model was registered (see data/ artifacts).",
+            }
+        )
         return "not registered: data validation failed"
     client = MlflowClient()
     active = mlflow.active_run()
@@ -42,6 +48,7 @@ def promote_model(validation_passed: bool, config: RunConfig) -> Annotated[str, 
     log_model_card(client, name, version)
     mlflow.set_tags(
         {
+            DESCRIPTION: pipeline_run_description(parent, children, why, f"{name} v{version}", decision.summary),
             "promotion.candidate_run": candidate,
             "promotion.selection": why[:5000],
             "promotion.version": version,

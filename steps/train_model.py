@@ -13,6 +13,7 @@ from covid_xray.data.dataset import image_cache
 from covid_xray.data.provenance import data_version
 from covid_xray.data.rebalance import class_weights
 from covid_xray.data.stream import Split
+from covid_xray.modeling.training import EpochMetrics
 from covid_xray.modeling.training import train_model as fit
 from covid_xray.ops.tracking import flat_params, git_commit, hardware, log_training_dataset
 
@@ -55,7 +56,7 @@ def train_model(
             image_cache_key=image_cache(config).key,
             cache_dir=config.data.cache_dir,
             class_weight=class_weights(train_set.labels, len(config.data.classes), config.rebalance.strategy),
-            callbacks=[mlflow.keras.MlflowCallback()],
+            callbacks=[EpochMetrics()],
         )
         mlflow.log_metrics(
             {

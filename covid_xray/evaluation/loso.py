@@ -17,8 +17,9 @@ from ..config import ModelConfig, RunConfig
 from ..data.dataset import image_cache, split_of
 from ..data.rebalance import class_weights, rebalance
 from ..data.split import hold_out_groups
-from ..modeling.training import train_model
+from ..modeling.training import EpochMetrics, train_model
 from .evaluate import evaluate
+from .report import DESCRIPTION
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,21 @@ def summarise(folds: list[dict]) -> tuple[pd.DataFrame, float]:
     return table, mean
 
 
+def fold_description(fold: dict, variant: str) -> str:
+    """What a fold run is and how it went, for the MLflow UI's description."""
+    scored = (
+        f"balanced accuracy {fold['balanced_accuracy']:.3f}"
+        if fold["both_labels"]
+        else f"sensitivity {fold['sensitivity']:.3f} (one class only: outside the mean)"
+    )
+    return (
+        f"Leave-one-source-out fold: {variant} trained on {fold['train_images']} images without source "
+        f"**{fold['held_out']}**, scored on its {fold['n']} images at threshold {fold['threshold']:.3f} "
+        f"({fold['threshold_rule']}, chosen on the fold's own validation rows): {scored}; "
+        f"{fold['ood_flag_rate']:.0%} flagged out of distribution."
+    )
+
+
 def run_loso(config: RunConfig, models: list[ModelConfig], manifest: pd.DataFrame, parent_name: str | None) -> dict:
     """Every fold of every model as an MLflow run nested under one parent; returns {model: (table, mean)}.
 
@@ -136,10 +152,14 @@ def run_loso(config: RunConfig, models: list[ModelConfig], manifest: pd.DataFram
         for model in models:
             folds = []
             for source in loso_folds(manifest, config.evaluation.loso_min_images):
-                with mlflow.start_run(run_name=f"{model.name} · without {source}", nested=True):
-                    mlflow.set_tags({"loso.held_out": source, "model.variant": model.name})
-                    fold = run_fold(manifest, source, model, config, callbacks=[mlflow.keras.MlflowCallback()])
-                    mlflow.set_tag("loso.threshold_rule", fold["threshold_rule"])
+                with mlflow.start_run(run_name=f"fold: without {source} · {model.name}", nested=True):
+                    mlflow.set_tags(
+                        {"loso.held_out": source, "loso.fold": f"without {source}", "model.variant": model.name}
+                    )
+                    fold = run_fold(manifest, source, model, config, callbacks=[EpochMetrics()])
+                    mlflow.set_tags(
+                        {"loso.threshold_rule": fold["threshold_rule"], DESCRIPTION: fold_description(fold, model.name)}
+                    )
                     mlflow.log_metrics(
                         {
                             k: float(v)

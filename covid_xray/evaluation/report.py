@@ -14,15 +14,37 @@ from sklearn.metrics import roc_curve
 
 from ..labels import POSITIVE
 
+DESCRIPTION = "mlflow.note.content"  # the tag MLflow's UI shows as a run's description
 
-def _with_ci(run, name: str) -> str:
-    """`value [low, high]` with the run's logged 95% interval (by patient group where it logged group intervals)."""
-    metrics = run.data.metrics
+
+def with_interval(metrics: dict[str, float], name: str) -> str:
+    """`value [low, high]` of `test_<name>` with its logged 95% interval (by patient group where it logged those)."""
     if f"test_{name}" not in metrics:
         return "-"
     low, high = metrics.get(f"test_{name}_ci_low"), metrics.get(f"test_{name}_ci_high")
     interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
     return f"{metrics[f'test_{name}']:.3f}{interval}"
+
+
+def _with_ci(run, name: str) -> str:
+    return with_interval(run.data.metrics, name)
+
+
+def model_run_description(
+    variant: str, kind: str, metrics: dict[str, float], threshold: float, rule: str, images: dict[str, int], data: str
+) -> str:
+    """What a model run is and how it scored, for the MLflow UI's description (the promote step adds its decision).
+
+    `metrics` are keyed `test_<name>` as logged; `images` counts the train, val and test images."""
+    counts = ", ".join(f"{n} {split}" for split, n in images.items())
+    scores = ", ".join(
+        f"{name.replace('_', ' ')} {with_interval(metrics, name)}"
+        for name in ("accuracy", "sensitivity", "specificity", "roc_auc")
+    )
+    return (
+        f"Model variant **{variant}** ({kind}), data {data} ({counts} images). Test at threshold {threshold:.3f} "
+        f"({rule}, chosen on validation), 95% intervals by patient group: {scores}."
+    )
 
 
 def compare_runs(experiment: str, count: int) -> pd.DataFrame:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import mlflow
+from mlflow.keras import MlflowCallback
 
 from ..config import ModelConfig
 from ..data.stream import Split
@@ -63,6 +65,21 @@ def _callbacks(config: ModelConfig, backup: Path, extra: list) -> list:
 def _merge(history: dict, new: keras.callbacks.History, prefix: str = "") -> None:
     for name, values in new.history.items():
         history.setdefault(prefix + name, []).extend(float(v) for v in values)
+
+
+class EpochMetrics(MlflowCallback):
+    """MLflow's Keras callback (optimizer params, model summary), with Keras's per-epoch numbers (loss,
+    argmax_accuracy and their val_ twins) under `epoch/`, rounded to 5 decimals: MLflow's UI groups metrics by the
+    prefix before `/`, so the curves sit in their own section and the evaluate step's test_ and val_ metrics at the
+    operating point come first. The end-of-validation copies (`validation_*`, no step) are not logged: the epoch's
+    val_ numbers are the same."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs:
+            mlflow.log_metrics({f"epoch/{k}": round(float(v), 5) for k, v in logs.items()}, step=epoch)
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        pass
 
 
 def argmax_accuracy() -> keras.metrics.Metric:

@@ -9,6 +9,7 @@ from mlflow import MlflowClient
 
 from ..config import PromotionConfig
 from ..evaluation.comparison import Comparison
+from ..evaluation.report import DESCRIPTION
 from ..serving.predict import Prediction, Predictor
 from .aliases import apply_decision, current_champion
 from .gate import (
@@ -87,4 +88,19 @@ def promote_run(
         run_id,
     )
     client.set_tag(run_id, "promotion", decision.summary[:5000])
+    described = run.data.tags.get(DESCRIPTION, "").split("\n\nRegistered as ")[0]  # a second gate replaces the first
+    outcome = f"Registered as {config.model_name} v{version.version}: {decision.summary}"
+    client.set_tag(run_id, DESCRIPTION, f"{described}\n\n{outcome}"[:5000] if described else outcome[:5000])
     return str(version.version), decision
+
+
+def pipeline_run_description(parent, children: list, selection: str, registered: str, decision: str) -> str:
+    """What a pipeline (parent) run did, for the MLflow UI's description: its variants, data, candidate, decision."""
+    variants = sorted(r.data.tags["model.variant"] for r in children if "model.variant" in r.data.tags)
+    data = parent.data.tags.get("data.manifest_hash") or next(
+        (r.data.tags["data.manifest_hash"] for r in children if "data.manifest_hash" in r.data.tags), "?"
+    )
+    return (
+        f"Pipeline run: {len(variants)} model variant(s) trained and evaluated ({', '.join(variants)}) on data "
+        f"manifest {data[:8]}. Candidate {selection}.\n\n{registered}: {decision}"
+    )

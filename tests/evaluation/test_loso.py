@@ -40,6 +40,22 @@ def test_each_source_is_held_out_once_and_scored_as_its_own_run(tmp_path: Path, 
     assert (table["train_excluded_shared_group"] == 0).all()  # no patient of one source is in the other
     assert 0 <= mean <= 1 and mean == table["balanced_accuracy"].mean()
     assert sorted(runs["tags.loso.held_out"]) == ["actualmed", "ieee8023"]
+    # Fold runs a human can tell apart in the runs table: the fold first, then the variant; a description with numbers.
+    assert sorted(runs["tags.mlflow.runName"]) == [
+        "fold: without actualmed · cnn-tiny",
+        "fold: without ieee8023 · cnn-tiny",
+    ]
+    for _, run in runs.iterrows():
+        fold = table.set_index("held_out").loc[run["tags.loso.held_out"]]
+        assert run["tags.mlflow.note.content"].startswith(
+            f"Leave-one-source-out fold: cnn-tiny trained on {fold['train_images']} images without source "
+            f"**{run['tags.loso.held_out']}**, scored on its {fold['n']} images"
+        )
+        assert f"balanced accuracy {fold['balanced_accuracy']:.3f}" in run["tags.mlflow.note.content"]
+        # Keras's per-epoch numbers are grouped under epoch/, after the fold's own metrics
+        keras_metrics = {c for c in runs.columns if c.startswith("metrics.epoch/")}
+        assert {"metrics.epoch/loss", "metrics.epoch/val_argmax_accuracy"} <= keras_metrics
+        assert not [c for c in runs.columns if c.startswith(("metrics.validation_", "metrics.loss"))]
     # how often the held-out source is flagged out of distribution, by a record fitted on the fold's own splits
     assert table["ood_flag_rate"].between(0, 1).all() and (table["ood_threshold"] > 0).all()
     assert sorted(runs["metrics.ood_flag_rate"]) == sorted(table["ood_flag_rate"])

@@ -77,7 +77,19 @@ def test_pipeline_trains_tracks_registers_and_promotes(project):
         assert {"test_accuracy", "test_sensitivity_ci_low", "test_roc_auc", "val_balanced_accuracy"} <= set(
             run.data.metrics
         )
-        assert len(client.get_metric_history(run.info.run_id, "loss")) == 2  # one point per epoch
+        assert len(client.get_metric_history(run.info.run_id, "epoch/loss")) == 2  # one point per epoch, grouped
+        assert not [m for m in run.data.metrics if m.startswith("validation_") or m == "loss"]
+        # Readable in the UI: the logged model is named after its variant; the description says what and how well.
+        [logged] = client.search_logged_models(
+            [experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+        )
+        assert logged.name == run.data.tags["model.variant"]
+        description = run.data.tags["mlflow.note.content"]
+        assert description.startswith(
+            f"Model variant **{run.data.tags['model.variant']}** ({run.data.params['model.kind']})"
+        )
+        assert f"accuracy {run.data.metrics['test_accuracy']:.3f} [" in description
+        assert ("\n\nRegistered as " in description) == ("promotion" in run.data.tags)  # the candidate only
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
         assert "evaluation/confusion_matrix.png" in artifacts and "evaluation/test_predictions.csv" in artifacts
         assert "evaluation/operating_point.json" in artifacts and run.data.params["operating_point.rule"] == "youden"
@@ -101,6 +113,12 @@ def test_pipeline_trains_tracks_registers_and_promotes(project):
         assert run.data.metrics["test_n_groups"] <= run.data.metrics["test_n"]
     parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
     assert parent.data.tags["validation"] == "passed"
+    assert (
+        parent.data.tags["mlflow.note.content"].startswith(
+            "Pipeline run: 2 model variant(s) trained and evaluated (cnn-tiny, vgg16-tiny)"
+        )
+        and f"\n\n{MODEL} v1: promoted: " in parent.data.tags["mlflow.note.content"]
+    )
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "validation")} >= {"validation/report.html"}
 
     versions = client.search_model_versions(f"name = '{MODEL}'")
@@ -196,7 +214,7 @@ def test_predict_without_a_champion_is_one_clear_line(project):
     assert (
         result.stderr.strip()
         .splitlines()[-1]
-        .startswith("covid-xray: error: no model registered as no-such-model@champion")
+        .startswith("covid-xray: error: no model registered as no-such-model yet: run `covid-xray run` first")
     )
 
 

@@ -9,6 +9,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from covid_xray.serving.pyfunc import encode_image
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -34,3 +36,9 @@ def first_answer(server: subprocess.Popen, request, seconds: int, what: str) -> 
             assert server.poll() is None, f"{what} exited"
             assert time.time() < deadline, f"{what} did not answer within {seconds} s"
             time.sleep(2)
+
+
+def image_request(url: str, paths) -> urllib.request.Request:
+    """A POST of the image files themselves, base64-encoded, as the served model takes them."""
+    body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[encode_image(p)] for p in paths]}}).encode()
+    return urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})

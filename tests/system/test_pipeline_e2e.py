@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import yaml
 from conftest import SHARED
 from fixtures import write_ieee8023
 from mlflow import MlflowClient
-from servers import first_answer, free_port, server_env
+from servers import first_answer, free_port, image_request, server_env
 
 from covid_xray.serving.pyfunc import encode_image
 
@@ -275,12 +274,6 @@ def serve(model_uri: str, tracking_uri: str) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.DEVNULL,
     )
     return server, f"http://127.0.0.1:{port}/invocations"
-
-
-def image_request(url: str, paths) -> urllib.request.Request:
-    """A POST of the image files themselves, base64-encoded, as the served model takes them."""
-    body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[encode_image(p)] for p in paths]}}).encode()
-    return urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
 
 
 def predicted_json(result: subprocess.CompletedProcess) -> list[dict]:

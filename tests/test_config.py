@@ -1,9 +1,13 @@
+import re
 from pathlib import Path
+from typing import get_args
 
+import annotated_types
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from covid_xray.config import ConfigError, load_config, parse_config
+from covid_xray.config import ConfigError, RunConfig, load_config, parse_config
 
 
 def raw() -> dict:
@@ -193,9 +197,10 @@ def test_non_finite_numbers_are_refused_naming_the_key(section, key, value):
 @pytest.mark.parametrize(
     "model, key, value, message",
     [
-        (1, "conv_filters", [16, 0], "models.1.conv_filters.1: Input should be greater than 0"),
+        (1, "conv_filters", [16, 0], "models.1.conv_filters.1: Input should be greater than or equal to 1"),
+        (1, "conv_filters", [16, 10**6], "models.1.conv_filters.1: Input should be less than or equal to 4096"),
         (1, "conv_filters", [], "models.1.conv_filters: List should have at least 1 item"),
-        (0, "head", {"dense_units": [-8]}, "models.0.head.dense_units.0: Input should be greater than 0"),
+        (0, "head", {"dense_units": [-8]}, "models.0.head.dense_units.0: Input should be greater than or equal to 1"),
     ],
 )
 def test_layer_sizes_must_be_positive(model, key, value, message):
@@ -272,3 +277,69 @@ def test_a_config_that_is_not_utf8_yaml_text_is_named(tmp_path: Path, content: b
     assert str(error.value) == f"{path}: {message}"
     with pytest.raises(ConfigError, match="is a folder, not a config file"):
         load_config(tmp_path)
+
+
+# Minimum counts: a huge one refuses the data at validation, in seconds, with the count named; it never runs long.
+MINIMUMS_WITHOUT_UPPER_BOUND = {
+    "split.min_train_images_per_class",
+    "validation.min_images_per_class",
+    "validation.min_images_per_split_class",
+    "validation.min_side",
+    "evaluation.loso_min_images",
+    "promotion.min_compared_images",
+    "promotion.min_compared_patients",
+}
+
+
+def numeric_settings(model=RunConfig, prefix=""):
+    """(dotted key, has an upper bound) for every int or float setting of the config, nested ones included."""
+    for name, info in model.model_fields.items():
+        inner = next(
+            (
+                t
+                for t in (info.annotation, *get_args(info.annotation))
+                if isinstance(t, type) and issubclass(t, BaseModel)
+            ),
+            None,
+        )
+        if inner is None:
+            inner = next(
+                (
+                    t
+                    for a in get_args(info.annotation)
+                    for t in get_args(a)
+                    if isinstance(t, type) and issubclass(t, BaseModel)
+                ),
+                None,
+            )
+        if inner is not None:
+            yield from numeric_settings(inner, f"{prefix}{name}.")
+        elif {int, float} & {info.annotation, *get_args(info.annotation)}:
+            yield f"{prefix}{name}", any(isinstance(m, (annotated_types.Le, annotated_types.Lt)) for m in info.metadata)
+
+
+def test_every_number_a_user_sets_has_an_upper_bound_or_is_a_minimum_count():
+    unbounded = {key for key, bounded in numeric_settings() if not bounded}
+    assert unbounded == MINIMUMS_WITHOUT_UPPER_BOUND
+
+
+@pytest.mark.parametrize(
+    "section, index, key, value, reason",
+    [
+        ("models", 1, "epochs", 10**12, "a longer run is a typo"),
+        ("models", 0, "fine_tune_epochs", 10**6, "a longer run is a typo"),
+        ("models", 1, "learning_rate", 1e6, "diverges"),
+        ("models", 1, "batch_size", 10**9, "no GPU holds"),
+        ("data", None, "max_pixels", 10**15, "gigabytes"),
+        ("split", None, "seed", 2**40, "32-bit"),
+        ("promotion", None, "bootstrap_resamples", 10**9, "no longer moves"),
+    ],
+)
+def test_an_absurd_setting_is_refused_naming_the_key_the_bound_and_why(section, index, key, value, reason):
+    config = raw()
+    (config[section][index] if index is not None else config[section])[key] = value
+    where = f"{section}.{index}.{key}" if index is not None else f"{section}.{key}"
+    with pytest.raises(
+        ConfigError, match=rf"{re.escape(where)}: Input should be less than or equal to [\d.e+]+ \(.*{reason}"
+    ):
+        parse_config(config, "x.yaml")

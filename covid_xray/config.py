@@ -209,6 +209,12 @@ class RebalanceConfig(Strict):
 
 class ValidationConfig(Strict):
     severity: Literal["error", "warn"] = "error"
+    max_dropped_fraction: Fraction = Field(
+        default=0.9,
+        description="A source whose drops are more than this share of what it listed fails validation: when nine "
+        "in ten of its files are missing, corrupt or copies, the reader or the data is wrong (default data: 0.60 "
+        "at most, covid19-image-dataset).",
+    )
     min_images_per_class: int = Field(default=10, ge=1)
     min_images_per_split_class: int = Field(default=2, ge=1)
     max_source_share_in_class: Fraction = 1.0

@@ -22,9 +22,9 @@ from steps.validate_data import validate_data
 
 @pipeline(enable_cache=False, model=Model(name="covid-xray", description="COVID-19 detector for chest X-rays"))
 def training(config: RunConfig) -> None:
-    manifest, _drops = ingest_data(config)
+    manifest, drops = ingest_data(config)
     split_manifest, train_set, val_set, test_set, manifest_hash = prepare_data(manifest, config)
-    validation_passed = validate_data(split_manifest, config)
+    validation_passed = validate_data(split_manifest, drops, config)
     evaluations = []
     train = train_model.with_options(settings=train_step_settings(config))  # e.g. a GPU on a cluster stack
     for variant in config.models:

@@ -18,8 +18,10 @@ class DataValidationError(RuntimeError):
 
 
 @step(experiment_tracker=True)
-def validate_data(split_manifest: pd.DataFrame, config: RunConfig) -> Annotated[bool, "validation_passed"]:
-    report = validate_manifest(split_manifest, config.validation, config.data.classes)
+def validate_data(
+    split_manifest: pd.DataFrame, drops: pd.DataFrame, config: RunConfig
+) -> Annotated[bool, "validation_passed"]:
+    report = validate_manifest(split_manifest, config.validation, config.data.classes, drops)
     logger.info("Data validation:\n%s", report.summary().to_string(index=False))
     mlflow.log_text(report.to_html(), "validation/report.html")
     mlflow.log_text(report.summary().to_csv(index=False), "validation/summary.csv")

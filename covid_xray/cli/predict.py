@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from ..serving.inputs import InputError, collect_inputs, output_format
+from ..serving.inputs import InputError, check_writable, collect_inputs, output_format
 from . import load
 from .common import fail, store, verbose_option
 
@@ -59,6 +59,9 @@ def predict(
     try:
         if output:
             output_format(output)
+            check_writable(output, "--output")
+        if explain_dir:
+            check_writable(explain_dir, "--explain", folder=True)
         inputs = collect_inputs(list(images))
     except InputError as error:
         fail(str(error), 2)

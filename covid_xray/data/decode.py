@@ -8,15 +8,15 @@ served model all decode and check through `InferenceTransform.decode`, so they r
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..sources.files import file_problem
 
 
 class ImageError(ValueError):
@@ -27,21 +27,6 @@ class ImageError(ValueError):
 # Image.open, before the size is known, and reads "not a readable image". `decode_grayscale` checks every file's
 # width x height against the configured `max_pixels` before decoding its pixels instead, and names the size.
 Image.MAX_IMAGE_PIXELS = None
-
-
-def file_problem(path: Path) -> str | None:
-    """Why `path` cannot be opened as a file (file not found, symbolic link loop, not a file: a folder), or None."""
-    try:
-        if path.is_dir():
-            return "not a file"  # a folder
-        path.stat()
-    except FileNotFoundError:
-        return "file not found" if not path.is_symlink() else f"broken symbolic link (to {os.readlink(path)})"
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            return "symbolic link loop"
-        return f"cannot read the file ({error.strerror or error})"
-    return None
 
 
 def sha256_file(path: str | Path) -> str:
@@ -84,6 +69,8 @@ def decode_grayscale(source: str | Path | bytes, max_pixels: int = 50_000_000) -
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageError(f"not a readable image ({type(error).__name__})") from None
+    except PermissionError:
+        raise ImageError("permission denied (the file is not readable)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"corrupt or truncated image ({error})") from None
     image: Image.Image = ImageOps.exif_transpose(file)

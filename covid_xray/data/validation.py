@@ -89,6 +89,15 @@ class ValidationReport:
         )
 
 
+def source_drops(manifest: pd.DataFrame, drops: pd.DataFrame) -> pd.DataFrame:
+    """Per source: images kept, items dropped (any reason, duplicates included) and the dropped share of both."""
+    kept = manifest.groupby("source").size()
+    dropped = drops.groupby("source").size() if len(drops) else pd.Series(dtype=int)
+    table = pd.DataFrame({"kept": kept, "dropped": dropped}).fillna(0).astype(int)
+    table["dropped_fraction"] = table["dropped"] / (table["kept"] + table["dropped"])
+    return table.rename_axis("source").reset_index()
+
+
 def summary_tables(manifest: pd.DataFrame, classes: Sequence[str]) -> dict[str, pd.DataFrame]:
     """Derived tables for group-level checks: class × split counts, source shares, splits per group."""
     splits = sorted(manifest["split"].unique()) if "split" in manifest else ["all"]
@@ -125,16 +134,26 @@ def expectations(config: ValidationConfig, classes: Sequence[str]) -> dict[str, 
         ],
         "source_shares": [E.ExpectColumnValuesToBeBetween(column="share", max_value=config.max_source_share_in_class)],
         "group_splits": [E.ExpectColumnValuesToBeBetween(column="splits", min_value=1, max_value=1)],
+        "source_drops": [
+            E.ExpectColumnValuesToBeBetween(column="dropped_fraction", max_value=config.max_dropped_fraction)
+        ],
     }
 
 
-def validate_manifest(manifest: pd.DataFrame, config: ValidationConfig, classes: Sequence[str]) -> ValidationReport:
-    """Run every expectation with Great Expectations and collect the results."""
+def validate_manifest(
+    manifest: pd.DataFrame, config: ValidationConfig, classes: Sequence[str], drops: pd.DataFrame | None = None
+) -> ValidationReport:
+    """Run every expectation with Great Expectations and collect the results; with `drops` (ingest's drop table),
+    also the share of each source's items that were dropped."""
     context = gx.get_context(mode="ephemeral")
     source = context.data_sources.add_pandas("covid_xray")
     tables = {"manifest": manifest, **summary_tables(manifest, classes)}
+    if drops is not None:
+        tables["source_drops"] = source_drops(manifest, drops)
     checks = []
     for name, suite_expectations in expectations(config, classes).items():
+        if name not in tables:
+            continue
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
         suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=suite_expectations))
         result = batch.get_batch(batch_parameters={"dataframe": tables[name]}).validate(suite)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ class Inputs:
 
 
 def _from_folder(folder: Path, inputs: Inputs) -> None:
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    files = sorted(p for p in folder.rglob("*") if not p.is_dir())  # special files too: answered with what they are
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if not images:
         raise InputError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder or below")
@@ -73,3 +74,25 @@ def output_format(path: str | Path) -> str:
     if found is None:
         raise InputError(f"{path}: cannot tell the output format from the suffix; use one of {sorted(OUTPUT_FORMATS)}")
     return found
+
+
+def check_writable(path: str | Path, option: str, folder: bool = False) -> None:
+    """An InputError naming `option` when `path` (a file, or with `folder` a folder) cannot be written: checked
+    before any image is read, so a bad path never costs a whole prediction run."""
+    path = Path(path)
+    wanted = "a folder" if folder else "a file"
+    if path.exists() or path.is_symlink():
+        problem = None if (path.is_dir() if folder else path.is_file()) else f"exists and is not {wanted}"
+        if problem is None and not os.access(path, os.W_OK):
+            problem = "is not writable (permission denied)"
+        if problem:
+            raise InputError(f"{option} {path}: {problem}")
+        if not folder:
+            return
+    ancestor = path.parent if not path.exists() else path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{option} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: cannot create anything in {ancestor} (permission denied)")

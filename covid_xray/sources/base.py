@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..labels import CLASSES
+from .files import file_problem
 
 # `origin`: the upstream image a source documents it re-published (e.g. "ieee8023:<file name>"), or "".
 MANIFEST_COLUMNS = ["source", "path", "label", "finding", "patient_id", "view", "modality", "origin"]
@@ -74,11 +75,13 @@ class SourceScan:
             self.drop(item, f"unsafe file name {name!r} points outside the source folder")
         elif label is None:
             self.drop(item, f"unknown finding {finding!r}")
-        elif not path.is_file():
-            self.drop(
-                item,
-                f"broken symbolic link: {name}" if (self.folder / name).is_symlink() else f"image file missing: {name}",
-            )
+        elif (problem := file_problem(path)) is not None:
+            if (self.folder / name).is_symlink() and not path.exists():
+                self.drop(item, f"broken symbolic link: {name}")
+            elif problem == "file not found":
+                self.drop(item, f"image file missing: {name}")
+            else:
+                self.drop(item, f"{problem}: {name}")
         else:
             self.rows.append(
                 {
@@ -128,8 +131,11 @@ def read_metadata_csv(path: Path) -> tuple[pd.DataFrame, str]:
 
     Columns without a name (a trailing comma in the header) are removed. Returns the frame and the encoding used.
     """
-    if not path.is_file():
+    problem = file_problem(path)  # before reading: a named pipe would block the read
+    if problem == "file not found":
         raise SourceError(f"metadata file not found: {path}")
+    if problem:
+        raise SourceError(f"metadata file {path}: {problem}")
     raw = path.read_bytes()
     if not raw.strip():
         raise SourceError(f"{path}: empty metadata table (0 bytes or only blank lines)")
@@ -223,9 +229,13 @@ def scan_labelled_folders(
         if folder is None:
             continue
         for path in sorted(folder.rglob("*")):
-            if not path.is_file():
+            if path.is_dir():  # rglob walks it
                 continue
             relative = str(path.relative_to(scan.folder))
+            problem = file_problem(path)  # a named pipe, a device, a link loop: counted with what it is
+            if problem:
+                scan.drop(relative, problem)
+                continue
             if "masks" in path.relative_to(folder).parts:
                 scan.drop(relative, "segmentation mask, not a radiograph")
             elif path.suffix.lower() not in IMAGE_SUFFIXES:

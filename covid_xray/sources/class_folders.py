@@ -16,6 +16,7 @@ from .base import (
     register,
     require_folder,
 )
+from .files import file_problem
 
 
 @register("folder", classes=CLASSES, options=("labels", "patient_pattern"))
@@ -31,8 +32,8 @@ def read_class_folders(
     scan = SourceScan(source, folder)
     entries = sorted(folder.iterdir())
     for path in entries:
-        if path.is_file():
-            scan.drop(path.name, "not inside a class folder")
+        if not path.is_dir():
+            scan.drop(path.name, file_problem(path) or "not inside a class folder")
     class_folders = [p for p in entries if p.is_dir()]
     if not class_folders:
         scan.drop(str(folder), f"no class folders (expected sub-folders named {sorted(lookup)})")
@@ -40,9 +41,13 @@ def read_class_folders(
         known = class_folder.name.strip().lower() in lookup
         label = lookup.get(class_folder.name.strip().lower())
         for path in sorted(class_folder.rglob("*")):
-            if not path.is_file():
+            if path.is_dir():  # rglob walks it
                 continue
             relative = path.relative_to(folder).as_posix()
+            problem = file_problem(path)  # a named pipe, a device, a link loop: counted with what it is
+            if problem:
+                scan.drop(relative, problem)
+                continue
             patient = patient_in(pattern, path.name) if pattern else f"image-{Path(relative).with_suffix('')}"
             if not known:
                 scan.drop(relative, f"class folder {class_folder.name!r} is not in labels {sorted(lookup)}")

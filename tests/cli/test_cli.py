@@ -256,6 +256,28 @@ def test_without_a_champion_predict_and_card_name_the_challenger_and_why(store, 
     assert json.loads(result.stdout)["model"] == f"{name} v1 (@challenger)"
 
 
+def test_predict_checks_its_outputs_before_any_image_and_names_special_files(store, cli, tmp_path):
+    _, _, _, config, _, images = store
+    (tmp_path / "afile").write_text("")
+    for option, value, said in (
+        (
+            "--output",
+            tmp_path / "afile" / "out.csv",
+            f"--output {tmp_path / 'afile' / 'out.csv'}: {tmp_path / 'afile'} is a file, not a folder",
+        ),
+        ("--output", tmp_path / "folder.csv", f"--output {tmp_path / 'folder.csv'}: exists and is not a file"),
+        ("--explain", tmp_path / "afile", f"--explain {tmp_path / 'afile'}: exists and is not a folder"),
+    ):
+        (tmp_path / "folder.csv").mkdir(exist_ok=True)
+        result = cli("predict", "--config", str(config), option, str(value), str(images[0]))
+        assert result.exit_code == 2 and result.stderr == f"covid-xray: error: {said}\n", result.output
+    os.mkfifo(tmp_path / "pipe.png")  # read, it would block until someone writes to it
+    result = cli("predict", "--config", str(config), "--json", str(tmp_path / "pipe.png"), str(images[0]))
+    assert result.exit_code == 1
+    assert result.stderr == f"covid-xray: error: {tmp_path / 'pipe.png'}: not a regular file: a named pipe (FIFO)\n"
+    assert json.loads(result.stdout)["path"] == str(images[0])
+
+
 def cli_subprocess(store, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLFLOW_", "TF_"))}
     env |= {"COVID_XRAY_HOME": str(store[0] / "home"), "PYTHONPATH": str(ROOT)}
@@ -407,6 +429,7 @@ def test_bad_run_input_is_one_line_naming_the_cause_before_any_work(tmp_path, ca
         ["rollback"],
         ["history"],
         ["ui"],
+        ["serve"],
     ],
 )
 def test_every_command_names_a_binary_or_non_utf8_config(tmp_path, command):

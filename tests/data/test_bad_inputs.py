@@ -308,7 +308,7 @@ def test_a_cache_that_cannot_be_written_is_a_cache_error_not_dropped_images(tmp_
     "make, error",
     [
         (lambda p: __import__("os").symlink(p, p), "symbolic link loop"),
-        (lambda p: p.mkdir(), "not a file"),
+        (lambda p: p.mkdir(), "not a file: a folder"),
         (lambda p: p.write_bytes(png_header(30000, 30000)), "image too large: 30000x30000 = 900000000 pixels > 400000"),
     ],
 )

@@ -82,3 +82,18 @@ def test_report_message_names_expectation_count_and_examples():
         in report.message()
     )
     assert "FAILED" in report.to_html() and "<table>" in report.to_html()
+
+
+def test_a_source_whose_drops_dwarf_what_it_kept_fails_naming_it():
+    frame = good_manifest()  # source a keeps 16 images, b keeps 8
+    missing = [{"source": "a", "item": f"row {i}", "reason": "image file missing: x.png"} for i in range(1_000)]
+    some = [{"source": "b", "item": f"row {i}", "reason": "exact duplicate"} for i in range(8)]
+    report = validate_manifest(frame, config(), CLASSES, pd.DataFrame(missing + some))
+    [failure] = report.failures
+    assert (failure.table, failure.column, failure.unexpected_count) == ("source_drops", "dropped_fraction", 1)
+    assert failure.examples[0]["source"] == "a" and failure.examples[0]["dropped"] == 1_000
+    assert "source_drops" in report.message() and len(report.checks) == 13
+    # b's half dropped is under the default 0.9; at 0.4 it fails too
+    assert validate_manifest(frame, config(), CLASSES, pd.DataFrame(some)).success
+    assert not validate_manifest(frame, config(max_dropped_fraction=0.4), CLASSES, pd.DataFrame(some)).success
+    assert validate_manifest(frame, config(), CLASSES, pd.DataFrame(columns=["source", "item", "reason"])).success

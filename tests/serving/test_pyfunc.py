@@ -160,7 +160,7 @@ def test_bad_files_are_answered_with_their_reason_and_the_rest_still_scored(clie
     assert [str(a) for a in answers[1:4]] == [
         "file not found",
         "not a readable image (UnidentifiedImageError)",
-        "not a file",
+        "not a file: a folder",
     ]
     with pytest.raises(ValueError, match="file not found"):
         predictor.predict_file(tmp_path / "missing.png")

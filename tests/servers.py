@@ -42,3 +42,27 @@ def image_request(url: str, paths) -> urllib.request.Request:
     """A POST of the image files themselves, base64-encoded, as the served model takes them."""
     body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[encode_image(p)] for p in paths]}}).encode()
     return urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie, from /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below `pid`, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # a process that ended while we read
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found

@@ -27,6 +27,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 def port_problem(host: str, port: int) -> str | None:
     """Why a server could not listen on host:port (in use, not allowed), or None: one line, not a server traceback."""
     with socket.socket() as probe:
+        # As the server will (uvicorn sets it): a port left in TIME_WAIT by a server just stopped is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:

@@ -7,36 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 from fixtures import ROOT
-from servers import first_answer, free_port, server_env
+from servers import alive, descendants, first_answer, free_port, server_env
 
 from covid_xray.cli.ui import default_workers
-
-
-def descendants(pid: int) -> set[int]:
-    """Every living process below `pid`, from /proc."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue  # a process that ended while we read
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_sigterm_to_the_command_stops_the_server_and_its_workers_and_frees_the_port(tmp_path):
@@ -65,4 +40,5 @@ def test_sigterm_to_the_command_stops_the_server_and_its_workers_and_frees_the_p
                 os.kill(pid, signal.SIGKILL)
     assert not left, f"processes left after SIGTERM to covid-xray ui: {left}"
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", port))  # raises if the server still holds it
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds: TIME_WAIT is not "held"
+        probe.bind(("127.0.0.1", port))  # raises if a process still listens on it

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from fixtures import ROOT
+from servers import alive
 
 from covid_xray.ops.child import port_problem, server_environment
 
@@ -36,13 +37,6 @@ COMMAND = textwrap.dedent(
     print(code, stopped)
     """
 )
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_sigterm_to_the_command_stops_server_and_worker_and_only_noise_is_dropped(tmp_path):

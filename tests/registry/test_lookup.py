@@ -1,25 +1,12 @@
 """Resolving `--alias` / `--model-version`, and what a user is told when the model they asked for does not exist."""
 
-from pathlib import Path
-
-import mlflow
 import pytest
-from mlflow import MlflowClient
 from registry_runs import GATE, NAME, pipeline_run, wrong
 
 from covid_xray.registry.aliases import CHALLENGER, CHAMPION
 from covid_xray.registry.lookup import find_version
 from covid_xray.registry.promote import promote_run
 from covid_xray.serving.predict import ModelNotFound
-
-
-@pytest.fixture
-def client(tmp_path: Path, monkeypatch) -> MlflowClient:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment(experiment_name="lookup")
-    yield MlflowClient()
-    mlflow.set_tracking_uri(None)
 
 
 def test_nothing_registered_says_to_run_first(client):

@@ -3,7 +3,6 @@ scorer."""
 
 import json
 import re
-from pathlib import Path
 
 import keras
 import mlflow
@@ -47,15 +46,6 @@ from covid_xray.registry.aliases import (
 from covid_xray.registry.gate import PromotionError, decide, select_candidate, training_keys
 from covid_xray.registry.promote import promote_run
 from covid_xray.serving.pyfunc import log_model
-
-
-@pytest.fixture
-def client(tmp_path: Path, monkeypatch) -> MlflowClient:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment(experiment_name="gate")
-    yield MlflowClient()
-    mlflow.set_tracking_uri(None)
 
 
 def test_no_champion_yet_thresholds_alone_decide_and_the_move_is_an_event(client):

@@ -496,22 +496,3 @@ def test_real_champion_answers_as_it_was_evaluated_in_predict_pyfunc_and_serving
     for name, (probabilities, classes) in answers.items():
         assert np.abs(np.asarray(probabilities, float) - rows["p_covid"].to_numpy()).max() < 1e-4, name
         assert list(classes) == list(rows["predicted"]), name
-
-
-def test_ui_serves_the_project_runs_on_loopback(project):
-    tmp, _, _, _ = project
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "covid_xray.cli", "ui", "--port", str(port)],
-        cwd=ROOT,
-        env=server_env(COVID_XRAY_HOME=str(tmp / "home")),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=covid-xray-training"
-        assert first_answer(server, url, 120, "covid-xray ui")["experiment"]["name"] == "covid-xray-training"
-    finally:
-        os.killpg(server.pid, 15)  # the UI's own server processes too
-        server.wait(timeout=30)

@@ -369,12 +369,13 @@ RUN_CASES = {
     "zero and negative conv filters": (
         lambda raw, tmp: raw["models"][1].update(conv_filters=[0, -4]),
         "",
-        r"models\.1\.conv_filters\.0: Input should be greater than 0; models\.1\.conv_filters\.1: Input should be",
+        r"models\.1\.conv_filters\.0: Input should be greater than or equal to 1; "
+        r"models\.1\.conv_filters\.1: Input should be",
     ),
     "zero dense units": (
         lambda raw, tmp: raw["models"][0]["head"].update(dense_units=[0]),
         "",
-        r"models\.0\.head\.dense_units\.0: Input should be greater than 0",
+        r"models\.0\.head\.dense_units\.0: Input should be greater than or equal to 1",
     ),
     "weights file that does not exist": (
         lambda raw, tmp: raw["models"][0].update(weights=str(tmp / "vgg.weights.h5")),

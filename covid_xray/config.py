@@ -423,11 +423,11 @@ def _field_description(loc: tuple) -> str | None:
         if model is None or part not in model.model_fields:
             return None
         info = model.model_fields[part]
-        model = _model_in(info.annotation)
+        model = nested_model(info.annotation)
     return info.description if info is not None else None
 
 
-def _model_in(annotation: Any) -> Any:
+def nested_model(annotation: Any) -> Any:
     """The config model an annotation holds (Model, list[Model], Model | None), or None."""
     candidates = [annotation, *get_args(annotation)]
     candidates += [inner for outer in get_args(annotation) for inner in get_args(outer)]

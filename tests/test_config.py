@@ -5,9 +5,8 @@ from typing import get_args
 import annotated_types
 import pytest
 import yaml
-from pydantic import BaseModel
 
-from covid_xray.config import ConfigError, RunConfig, load_config, parse_config
+from covid_xray.config import ConfigError, RunConfig, load_config, nested_model, parse_config
 
 
 def raw() -> dict:
@@ -294,24 +293,7 @@ MINIMUMS_WITHOUT_UPPER_BOUND = {
 def numeric_settings(model=RunConfig, prefix=""):
     """(dotted key, has an upper bound) for every int or float setting of the config, nested ones included."""
     for name, info in model.model_fields.items():
-        inner = next(
-            (
-                t
-                for t in (info.annotation, *get_args(info.annotation))
-                if isinstance(t, type) and issubclass(t, BaseModel)
-            ),
-            None,
-        )
-        if inner is None:
-            inner = next(
-                (
-                    t
-                    for a in get_args(info.annotation)
-                    for t in get_args(a)
-                    if isinstance(t, type) and issubclass(t, BaseModel)
-                ),
-                None,
-            )
+        inner = nested_model(info.annotation)
         if inner is not None:
             yield from numeric_settings(inner, f"{prefix}{name}.")
         elif {int, float} & {info.annotation, *get_args(info.annotation)}:

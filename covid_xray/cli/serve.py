@@ -60,6 +60,6 @@ def serve(
     command += ["--env-manager", "local", "--host", host, "--port", str(port), "--workers", str(workers)]
     # Defaults a user's own environment overrides: TensorFlow's and Python's warnings stay off the server's log.
     environment = server_environment(TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
-    returncode, stopped = run_server(command, environment, quiet=True)
-    if not stopped and returncode not in (0, -2, -15, 130):
-        fail(f"the scoring server stopped with exit code {returncode} (its output is above)", 1)
+    failed = run_server(command, environment, quiet=True)
+    if failed is not None:
+        fail(f"the scoring server stopped with exit code {failed} (its output is above)", 1)

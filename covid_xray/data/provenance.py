@@ -164,37 +164,27 @@ def source_records(data: DataConfig, registry: Registry | None) -> list[dict[str
     for source in data.sources:
         entry = known.get(source.label)
         if entry is None:
-            records.append(
-                {
-                    "source": source.label,
-                    "reader": source.reader,
-                    "origin": origin,
-                    "path": str(root / source.path),
-                    "repository": "",
-                    "commit": "",
-                    "licence": "not recorded: not a public source of data/sources.yaml",
-                    "non_commercial": "not stated",
-                    "attribution": "",
-                }
-            )
-            continue
-        if origin == "public":
-            commit = ", ".join(sorted(commits.get(source.label, {"not imported"})))
-        elif origin == "store":
-            commit = entry.commit
+            repository, commit, licence = "", "", "not recorded: not a public source of data/sources.yaml"
         else:
-            commit = f"unknown (a folder, not data/public or data/store; {entry.commit} is the pinned commit)"
+            repository = ", ".join(sorted(urls.get(source.label, {entry.repository})))
+            if origin == "public":
+                commit = ", ".join(sorted(commits.get(source.label, {"not imported"})))
+            elif origin == "store":
+                commit = entry.commit
+            else:
+                commit = f"unknown (a folder, not data/public or data/store; {entry.commit} is the pinned commit)"
+            licence = entry.licence
         records.append(
             {
                 "source": source.label,
                 "reader": source.reader,
                 "origin": origin,
                 "path": str(root / source.path),
-                "repository": ", ".join(sorted(urls.get(source.label, {entry.repository}))),
+                "repository": repository,
                 "commit": commit,
-                "licence": entry.licence,
-                "non_commercial": entry.non_commercial,
-                "attribution": entry.attribution,
+                "licence": licence,
+                "non_commercial": entry.non_commercial if entry else "not stated",
+                "attribution": entry.attribution if entry else "",
             }
         )
     return records

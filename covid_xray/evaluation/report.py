@@ -26,10 +26,6 @@ def with_interval(metrics: dict[str, float], name: str) -> str:
     return f"{metrics[f'test_{name}']:.3f}{interval}"
 
 
-def _with_ci(run, name: str) -> str:
-    return with_interval(run.data.metrics, name)
-
-
 def model_run_description(
     variant: str, kind: str, metrics: dict[str, float], threshold: float, rule: str, images: dict[str, int], data: str
 ) -> str:
@@ -67,11 +63,11 @@ def compare_runs(experiment: str, count: int) -> pd.DataFrame:
                 "run": run.info.run_id[:8],
                 "variant": run.data.tags.get("model.variant", ""),
                 "data": run.data.tags.get("data.manifest_hash", "")[:8],
-                "accuracy": _with_ci(run, "accuracy"),
-                "sensitivity": _with_ci(run, "sensitivity"),
-                "specificity": _with_ci(run, "specificity"),
-                "balanced_accuracy": _with_ci(run, "balanced_accuracy"),
-                "roc_auc": _with_ci(run, "roc_auc"),
+                "accuracy": with_interval(run.data.metrics, "accuracy"),
+                "sensitivity": with_interval(run.data.metrics, "sensitivity"),
+                "specificity": with_interval(run.data.metrics, "specificity"),
+                "balanced_accuracy": with_interval(run.data.metrics, "balanced_accuracy"),
+                "roc_auc": with_interval(run.data.metrics, "roc_auc"),
                 "threshold": run.data.params.get("operating_point.threshold", "0.5")[:6],
                 "train_s": f"{run.data.metrics.get('train_seconds', float('nan')):.0f}",
                 "promotion": run.data.tags.get("promotion", "not a candidate"),

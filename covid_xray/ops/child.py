@@ -22,6 +22,7 @@ from pathlib import Path
 from .quiet import is_startup_noise
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOPPED_CODES = (0, -signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT)  # an exit, or a stop by Ctrl-C or kill
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -43,8 +44,9 @@ def server_environment(**settings: str) -> dict[str, str]:
     return settings | dict(os.environ) | {"PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
 
 
-def run_server(command: Sequence[str], env: dict[str, str], quiet: bool = False) -> tuple[int, bool]:
-    """Run `command` until it exits or the command is told to stop; (exit code, whether a signal stopped it)."""
+def run_server(command: Sequence[str], env: dict[str, str], quiet: bool = False) -> int | None:
+    """Run `command` until it exits or the command is told to stop. Returns the server's exit code when it failed on
+    its own, or None when it ended as a server is meant to: by a signal to the command, by Ctrl-C, or with code 0."""
     server = subprocess.Popen(  # noqa: S603 - the callers pass this interpreter and fixed arguments
         list(command), env=env, start_new_session=True, stderr=subprocess.PIPE if quiet else None
     )
@@ -68,7 +70,7 @@ def run_server(command: Sequence[str], env: dict[str, str], quiet: bool = False)
             signal.signal(signum, handler)
     if relay is not None:
         relay.join(timeout=5)
-    return returncode, bool(stopped_by)
+    return None if stopped_by or returncode in STOPPED_CODES else returncode
 
 
 def group_gone(group: int, seconds: float = 15.0) -> None:

@@ -21,7 +21,7 @@ def find_version(client: MlflowClient, name: str, alias: str | None = None, vers
 
     A `ModelNotFound` says what exists instead, and how to use it."""
     try:
-        registered = client.get_registered_model(name)
+        client.get_registered_model(name)
     except MlflowException as error:
         if error.error_code not in MISSING:
             raise
@@ -42,7 +42,7 @@ def find_version(client: MlflowClient, name: str, alias: str | None = None, vers
         return found
     challenger = by_alias(client, name, CHALLENGER) if alias == CHAMPION else None
     if challenger is None:
-        raise ModelNotFound(f"no version of {registered.name} holds the alias {alias!r}: {inventory(client, name)}")
+        raise ModelNotFound(f"no version of {name} holds the alias {alias!r}: {inventory(client, name)}")
     raise ModelNotFound(
         f"no champion yet: version {challenger.version}{_variant(client, challenger)} is registered as challenger, "
         f"not promoted: {gate_reasons(challenger)}; use `--alias challenger`, or promote it by hand with "

@@ -12,7 +12,7 @@ from pathlib import Path
 from fixtures import ROOT
 from servers import alive
 
-from covid_xray.ops.child import port_problem, server_environment
+from covid_xray.ops.child import port_problem, run_server, server_environment
 
 # A "server" that forks a worker, as uvicorn does, writes one TensorFlow start-up line and one real line, and waits.
 SERVER = textwrap.dedent(
@@ -33,8 +33,7 @@ COMMAND = textwrap.dedent(
     """
     import sys
     from covid_xray.ops.child import run_server, server_environment
-    code, stopped = run_server([sys.executable, "-c", sys.argv[1], sys.argv[2]], server_environment(), quiet=True)
-    print(code, stopped)
+    print(run_server([sys.executable, "-c", sys.argv[1], sys.argv[2]], server_environment(), quiet=True))
     """
 )
 
@@ -56,7 +55,7 @@ def test_sigterm_to_the_command_stops_server_and_worker_and_only_noise_is_droppe
     command.send_signal(signal.SIGTERM)  # to the command's PID only, as `kill PID` does
     out, err = command.communicate(timeout=30)
     try:
-        assert command.returncode == 0 and out.split() == ["-15", "True"]
+        assert command.returncode == 0 and out.split() == ["None"]  # stopped as meant: not a failure
         assert not [pid for pid in pids if alive(pid)]  # the forked worker too, not just the server
         assert "server: listening" in err and "cudart_stub" not in err
     finally:
@@ -77,3 +76,8 @@ def test_a_busy_port_is_one_line_and_the_venv_scripts_come_first_on_path(monkeyp
     environment = server_environment(TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
     assert environment["PATH"] == f"{Path(sys.executable).parent}:/usr/bin"  # mlflow starts `uvicorn` by name
     assert environment["TF_CPP_MIN_LOG_LEVEL"] == "0" and environment["PYTHONWARNINGS"] == "ignore"
+
+
+def test_a_server_that_fails_on_its_own_returns_its_exit_code():
+    assert run_server([sys.executable, "-c", "import sys; sys.exit(3)"], server_environment()) == 3
+    assert run_server([sys.executable, "-c", "pass"], server_environment()) is None

@@ -1,12 +1,12 @@
 """`covid-xray predict`: classify image files with a registered or logged model, through its own transform and
-operating point. The arguments, the input lists and the output file's format are checked first, in under two seconds;
-then the model is loaded and the images answered (`cli.answers`)."""
+operating point. The arguments, the input lists, the output file's format and the inputs' file headers are checked
+first, in under two seconds; then the model is loaded and the images answered (`cli.answers`)."""
 
 from __future__ import annotations
 
 import click
 
-from ..serving.inputs import InputError, check_writable, collect_inputs, output_format
+from ..serving.inputs import InputError, check_writable, collect_inputs, output_format, unreadable
 from . import load
 from .common import fail, store, verbose_option
 
@@ -67,6 +67,11 @@ def predict(
         fail(str(error), 2)
     for note in inputs.notes:
         click.echo(f"covid-xray: note: {note}", err=True)
+    problems = unreadable(inputs.paths)
+    if len(problems) == len(inputs.paths):  # nothing to predict: say why without loading a model
+        for path, reason in problems.items():
+            click.echo(f"covid-xray: error: {path}: {reason}", err=True)
+        fail(f"none of the {len(problems)} input(s) is a readable image; no model was loaded", 2)
     name = model_name or (config.promotion.model_name if config else "covid-xray")
     answer = load("answers", "answer", keras=True, verbose=verbose)
     answer(inputs.paths, name, alias, model_version, run_id, as_json, output, explain_dir, batch_size)

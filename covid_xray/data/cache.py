@@ -79,8 +79,8 @@ class ImageCache:
                     data["crop_descriptor"],
                 )
         self.misses += 1
-        image = self.transform.decode(path)
-        pixels = self.transform.pixels(image)
+        pixels = self.transform(path)  # what predict and the served model compute for this file
+        image = self.transform.decode(path, full=True)  # the duplicate search compares full-resolution images
         decoded = DecodedImage(
             pixels,
             image.width,

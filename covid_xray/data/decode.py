@@ -8,9 +8,11 @@ served model all decode and check through `InferenceTransform.decode`, so they r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +39,27 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def decode_grayscale(source: str | Path | bytes, max_pixels: int = 50_000_000) -> Image.Image:
-    """Open a file (path) or its bytes as an 8-bit grayscale Pillow image, or raise ImageError with the reason."""
+@contextlib.contextmanager
+def _reasons() -> Iterator[None]:
+    """Pillow's and the system's errors while reading an image, as ImageError with the reason a user reads."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"not a readable image ({type(error).__name__})") from None
+    except PermissionError:
+        raise ImageError("permission denied (the file is not readable)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"corrupt or truncated image ({error})") from None
+
+
+def open_checked(source: str | Path | bytes, max_pixels: int = 50_000_000) -> Image.Image:
+    """A file (path) or its bytes opened by Pillow, its header checked (a file, not empty, an image format, at most
+    `max_pixels`, one frame) and its pixels not yet decoded; ImageError with the reason otherwise. Cheap: `predict`
+    runs it on every input before it loads a model."""
     opened: io.BytesIO | Path
     if isinstance(source, bytes):
         if not source:
@@ -51,29 +72,42 @@ def decode_grayscale(source: str | Path | bytes, max_pixels: int = 50_000_000) -
             raise ImageError(problem)
         if opened.stat().st_size == 0:
             raise ImageError("empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            file = Image.open(opened)
-            width, height = file.size
-            if width * height > max_pixels:
-                raise ImageError(f"image too large: {width}x{height} = {width * height} pixels > {max_pixels}")
-            frames = getattr(file, "n_frames", 1)
-            # An MPO JPEG's extra frames are previews of its first (camera files); other formats' are other pictures.
-            if frames > 1 and file.format != "MPO":
-                raise ImageError(
-                    f"multi-frame image ({frames} frames in one {file.format} file): send one image per file"
-                )
-            file.load()
-    except ImageError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(f"not a readable image ({type(error).__name__})") from None
-    except PermissionError:
-        raise ImageError("permission denied (the file is not readable)") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ImageError(f"corrupt or truncated image ({error})") from None
-    image: Image.Image = ImageOps.exif_transpose(file)
+    with _reasons():
+        file = Image.open(opened)
+        width, height = file.size
+        if width * height > max_pixels:
+            raise ImageError(f"image too large: {width}x{height} = {width * height} pixels > {max_pixels}")
+        frames = getattr(file, "n_frames", 1)
+        # An MPO JPEG's extra frames are previews of its first (camera files); other formats' are other pictures.
+        if frames > 1 and file.format != "MPO":
+            raise ImageError(f"multi-frame image ({frames} frames in one {file.format} file): send one image per file")
+    return file
+
+
+def decode_grayscale(
+    source: str | Path | bytes, max_pixels: int = 50_000_000, draft_side: int | None = None
+) -> Image.Image:
+    """Open a file (path) or its bytes as an 8-bit grayscale Pillow image, or raise ImageError with the reason.
+
+    With `draft_side`, a JPEG is decoded at the smallest of its DCT scales (1/2, 1/4, 1/8) whose longer side is still
+    at least `draft_side` pixels (Pillow's draft mode): a fraction of the work, for a caller that downscales anyway.
+    Other formats are decoded whole. The size checks use the file's own size, before any draft."""
+    file = open_checked(source, max_pixels)
+    width, height = file.size
+    with _reasons():
+        if draft_side and file.format == "JPEG" and max(width, height) > draft_side:
+            scale = draft_side / max(width, height)
+            file.draft("L", (max(1, round(width * scale)), max(1, round(height * scale))))
+        file.load()
+    grayscale = _grayscale(ImageOps.exif_transpose(file))
+    # The file's own size, oriented as the image: `quality_problem` checks it, whatever scale the draft decoded at.
+    turned = grayscale.size != file.size and grayscale.size == file.size[::-1]
+    grayscale.info["source_size"] = (height, width) if turned else (width, height)
+    return grayscale
+
+
+def _grayscale(image: Image.Image) -> Image.Image:
+    """8-bit grayscale of an opened image of any mode."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit, 32-bit integer or float: stretched to 0..255
         array = np.asarray(image, dtype=np.float64)
         if not np.isfinite(array).all():
@@ -87,8 +121,9 @@ def decode_grayscale(source: str | Path | bytes, max_pixels: int = 50_000_000) -
 
 
 def quality_problem(image: Image.Image, min_side: int, max_aspect: float = 4.0) -> str | None:
-    """Why a decoded image cannot be a radiograph, or None."""
-    width, height = image.size
+    """Why a decoded image cannot be a radiograph, or None. Sizes are the file's own (`source_size`, set by
+    `decode_grayscale`), also when a draft decoded it smaller."""
+    width, height = image.info.get("source_size", image.size)
     if min(width, height) < min_side:
         return f"image too small: {width}x{height} (minimum side {min_side})"
     if max(width, height) / min(width, height) > max_aspect:

@@ -15,19 +15,23 @@ import numpy as np
 from PIL import Image
 
 from ..config import DataConfig, PreprocessConfig
+from ..sources.files import file_problem
 from .decode import ImageError, decode_grayscale, quality_problem
 from .preprocess import preprocess
 from .stream import model_input, record_key
 
 # Bump when decoding, preprocessing or resizing changes what a given record produces: cached pixels made the
 # old way are then not reused, and a model recorded with another version is refused instead of fed differently.
-TRANSFORM_VERSION = 4  # 4: multi-frame files refused, float images stretched (were clipped to black)
+# 4: multi-frame files refused, float images stretched (were clipped to black). 5: preprocessing at twice the model's
+# resolution (JPEGs drafted, other images downscaled first), about 3x faster than at the file's resolution.
+TRANSFORM_VERSION = 5
 RECORD_KEYS = {"version", "image_size", "preprocess", "max_pixels", "min_side"}
 
 
 @dataclass(frozen=True)
 class InferenceTransform:
-    """Decode (any mode, EXIF, bombs refused), check, grayscale, the configured preprocessing, resize: uint8 pixels."""
+    """Decode (any mode, EXIF, bombs refused, JPEGs drafted), check, grayscale, downscale to `work_side`, the
+    configured preprocessing, resize: uint8 pixels."""
 
     image_size: int
     preprocess: PreprocessConfig = PreprocessConfig()
@@ -70,20 +74,45 @@ class InferenceTransform:
         """Short content hash of the record: names the cache folder of the pixels this transform makes."""
         return record_key(self.to_record())
 
-    def decode(self, source: str | Path | bytes) -> Image.Image:
-        """The checked grayscale image of a file or its bytes; ImageError with the reason otherwise."""
-        image = decode_grayscale(source, self.max_pixels)
+    @property
+    def work_side(self) -> int:
+        """The longer side the preprocessing works at: twice the model's, room for its crops before the resize."""
+        return 2 * self.image_size
+
+    def decode(self, source: str | Path | bytes, full: bool = False) -> Image.Image:
+        """The checked grayscale image of a file or its bytes, downscaled on decode where the format allows it (JPEG
+        draft) unless `full`; ImageError with the reason otherwise."""
+        image = decode_grayscale(source, self.max_pixels, None if full else self.work_side)
         problem = quality_problem(image, self.min_side)
         if problem:
             raise ImageError(problem)
         return image
 
     def pixels(self, image: Image.Image) -> np.ndarray:
-        """(image_size, image_size) uint8 model pixels of a decoded image."""
+        """(image_size, image_size) uint8 model pixels of an image from `decode`: downscaled to `work_side`
+        (bilinear, antialiased), then the configured preprocessing and the final resize."""
+        if max(image.size) > self.work_side:
+            scale = self.work_side / max(image.size)
+            width, height = (max(1, round(side * scale)) for side in image.size)
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
         return preprocess(np.asarray(image, dtype=np.uint8), self.image_size, self.preprocess)
 
     def __call__(self, source: str | Path | bytes) -> np.ndarray:
         return self.pixels(self.decode(source))
+
+    def pixels_or_reason(self, path: str | Path) -> np.ndarray | ValueError:
+        """The pixels of one file, or the ValueError saying why there are none (an ImageError for a file read but
+        refused by the checks ingest applies). Returned, not raised: `predict` runs it in worker processes."""
+        path = Path(path)
+        problem = file_problem(path)  # not found, a folder, a FIFO or device, a symbolic link loop
+        if problem:
+            return ValueError(problem)
+        try:
+            return self(path)
+        except ValueError as error:
+            return error
+        except OSError as error:
+            return ValueError(f"cannot read file ({error.strerror or error})")
 
     def batch(self, arrays) -> np.ndarray:
         """Model input: float32 (n, size, size, 1) of transformed pixels (the models rescale 0..255 themselves)."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.decode import ImageError, open_checked
 from ..sources.base import IMAGE_SUFFIXES
 
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -96,3 +98,18 @@ def check_writable(path: str | Path, option: str, folder: bool = False) -> None:
         raise InputError(f"{option} {path}: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise InputError(f"{option} {path}: cannot create anything in {ancestor} (permission denied)")
+
+
+def unreadable(paths: list[str]) -> dict[str, str]:
+    """The paths that cannot be images whatever the model, with the reason: not a regular file, empty, not an image
+    format, several frames. Reads headers only (no pixels), so `predict` can refuse a list of them before it spends
+    seconds loading a model; the model's own checks (size, contrast) come later."""
+    problems = {}
+    for path in paths:
+        try:
+            open_checked(path, max_pixels=sys.maxsize).close()
+        except ImageError as error:
+            problems[path] = str(error)
+        except OSError as error:
+            problems[path] = f"cannot read file ({error.strerror or error})"
+    return problems

@@ -8,11 +8,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..data.decode import file_problem
+from ..data.parallel import in_processes
 from ..data.transform import InferenceTransform
 from ..labels import POSITIVE
 from .errors import ModelNotFound
 from .pyfunc import XrayClassifier
+
+# From this many files on, `predict_files` transforms them in worker processes (one per core) while the model scores
+# the batches already done; below it, the processes' start-up (about a second) costs more than it saves.
+PROCESSES_FROM = 64
 
 
 class Prediction(NamedTuple):
@@ -95,14 +99,10 @@ class Predictor:
 
     def pixels(self, path: str | Path) -> np.ndarray:
         """The model's input pixels for one file; ValueError with the reason otherwise."""
-        path = Path(path)
-        problem = file_problem(path)  # file not found, symbolic link loop, a folder
-        if problem:
-            raise ValueError(problem)
-        try:
-            return self.transform(path)
-        except OSError as error:
-            raise ValueError(f"cannot read file ({error.strerror or error})") from None
+        answer = self.transform.pixels_or_reason(path)
+        if isinstance(answer, ValueError):
+            raise answer
+        return answer
 
     def predict_file(self, path: str | Path) -> Prediction:
         """The prediction for one image file; ValueError with the reason for a bad file."""
@@ -123,14 +123,17 @@ class Predictor:
         paths = [str(p) for p in paths]
         answers: list[Prediction | ValueError | None] = [None] * len(paths)
         covid = self.classes.index(POSITIVE)
+        workers = 1 if len(paths) < PROCESSES_FROM else None
+        transformed = in_processes(self.transform.pixels_or_reason, paths, workers)
         for start in range(0, len(paths), batch_size):
             arrays, where = [], []
             for index in range(start, min(start + batch_size, len(paths))):
-                try:
-                    arrays.append(self.pixels(paths[index]))
+                pixels = next(transformed)
+                if isinstance(pixels, ValueError):
+                    answers[index] = pixels
+                else:
+                    arrays.append(pixels)
                     where.append(index)
-                except ValueError as error:
-                    answers[index] = error
             scores = self.model.score(self.transform.batch(arrays))
             flagged, distance, ood = scores.out_of_distribution, scores.ood_distance, self.model.ood
             for row, index in enumerate(where):

@@ -276,6 +276,17 @@ def test_predict_checks_its_outputs_before_any_image_and_names_special_files(sto
     assert result.exit_code == 1
     assert result.stderr == f"covid-xray: error: {tmp_path / 'pipe.png'}: not a regular file: a named pipe (FIFO)\n"
     assert json.loads(result.stdout)["path"] == str(images[0])
+    (tmp_path / "notes.png").write_text("not an image")
+    inputs = [tmp_path / "afile", tmp_path / "notes.png", tmp_path / "pipe.png"]
+    # No input is an image: refused as bad input before any model is looked up (this model name was never registered).
+    result = cli("predict", "--config", str(config), "--model-name", "never-registered", *map(str, inputs))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"covid-xray: error: {inputs[0]}: empty file (0 bytes)",
+        f"covid-xray: error: {inputs[1]}: not a readable image (UnidentifiedImageError)",
+        f"covid-xray: error: {inputs[2]}: not a regular file: a named pipe (FIFO)",
+        "covid-xray: error: none of the 3 input(s) is a readable image; no model was loaded",
+    ]
 
 
 def cli_subprocess(store, *args: str) -> subprocess.CompletedProcess:

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures import ROBUST, real_images, xray_like
+from PIL import Image
 
 from covid_xray.config import PreprocessConfig
 from covid_xray.data.cache import ImageCache
@@ -80,3 +81,19 @@ def test_batch_is_float_model_input():
     batch = transform.batch(arrays)
     assert batch.shape == (2, 32, 32, 1) and batch.dtype == np.float32 and batch[0, 0, 0, 0] == 7.0
     assert transform.batch([]).shape == (0, 32, 32, 1)
+
+
+def test_a_large_jpeg_is_decoded_small_and_checked_at_its_own_size(tmp_path, shared_datasets):
+    """JPEGs are drafted to about twice the model's side; the size checks still read the file's own size, and the
+    pixels are those of the whole decode downscaled, within JPEG's DCT-scaling differences."""
+    big = tmp_path / "big.jpg"
+    Image.open(real_images(shared_datasets)[0]).convert("L").resize((2048, 1792)).save(big, quality=95)
+    transform = InferenceTransform(64, ROBUST, min_side=1500)
+    drafted = transform.decode(big)
+    assert drafted.size == (256, 224)  # 1/8 scale: the longer side is still >= 2 * 64
+    assert drafted.info["source_size"] == (2048, 1792)
+    assert transform.decode(big, full=True).size == (2048, 1792)
+    whole = transform.pixels(transform.decode(big, full=True))
+    assert np.abs(transform(big).astype(int) - whole.astype(int)).mean() < 3
+    with pytest.raises(ImageError, match="image too small: 2048x1792 \\(minimum side 2000\\)"):
+        InferenceTransform(64, ROBUST, min_side=2000).decode(big)

@@ -208,7 +208,7 @@ def test_predict_a_folder_to_a_csv_with_the_run_and_version_agreeing(project):
 
 def test_predict_without_a_champion_is_one_clear_line(project):
     _, _, cli, _ = project
-    result = cli("predict", "--model-name", "no-such-model", "x.png")
+    result = cli("predict", "--model-name", "no-such-model", "docs/mlflow-run.png")  # an image: the model is missing
     assert result.returncode == 1
     assert (
         result.stderr.strip()

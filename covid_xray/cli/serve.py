@@ -1,18 +1,26 @@
 """`covid-xray serve`: a registered model behind MLflow's scoring server (POST /invocations), on 127.0.0.1 by default.
 
 The model is resolved as `predict` resolves it (`covid_xray.registry.lookup`: the champion, or `--alias` /
-`--model-version`, with the same messages when there is none), the tracking URI and PATH are set here, TensorFlow's
-start-up lines are dropped, and the server dies with the command (`covid_xray.ops.child`)."""
+`--model-version`, with the same messages when there is none) and downloaded; uvicorn then runs MLflow's scoring app
+for it behind a request-body limit (`covid_xray.serving.scoring_app`), in the environment `mlflow models serve` gives
+it. The tracking URI and PATH are set here, TensorFlow's start-up lines are dropped, and the server dies with the
+command (`covid_xray.ops.child`)."""
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import click
+import mlflow
 from mlflow import MlflowClient
+from mlflow.pyfunc import scoring_server
 
 from ..ops.child import port_problem, run_server, server_environment
 from ..registry.lookup import find_version
+from ..serving import scoring_app
 from ..serving.errors import ModelNotFound
 from .common import fail, store
 
@@ -29,6 +37,13 @@ from .common import fail, store
     help="Interface to listen on; 0.0.0.0 opens it to other machines, without any login.",
 )
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Server worker processes.")
+@click.option(
+    "--max-body-mb",
+    default=scoring_app.DEFAULT_MAX_BODY_MB,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Larger request bodies are answered 413 before the model reads them.",
+)
 @click.option("--config", "config_path", default=None, help="Take the tracking URI and model name from this config.")
 def serve(
     model_name: str | None,
@@ -37,6 +52,7 @@ def serve(
     port: int,
     host: str,
     workers: int,
+    max_body_mb: int,
     config_path: str | None,
 ) -> None:
     """Serve a registered model over HTTP: POST base64 images to /invocations.
@@ -56,10 +72,16 @@ def serve(
         fail(problem, 2)
     which = f"version {version}" if model_version else f"version {version} (@{alias or 'champion'})"
     click.echo(f"Serving {model_name} {which} on http://{host}:{port}/invocations (tracking store {uri})")
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{model_name}/{version}"]
-    command += ["--env-manager", "local", "--host", host, "--port", str(port), "--workers", str(workers)]
-    # Defaults a user's own environment overrides: TensorFlow's and Python's warnings stay off the server's log.
-    environment = server_environment(TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
-    failed = run_server(command, environment, quiet=True)
+    with tempfile.TemporaryDirectory(prefix="covid-xray-serve-") as folder:
+        local = mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}", dst_path=folder)
+        _, mlflow_environment = scoring_server.get_cmd(local)  # its environment; the command is ours
+        command = [sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port), "--workers", str(workers)]
+        command += ["--app-dir", str(Path(scoring_app.__file__).parent), "scoring_app:app"]
+        # Defaults a user's own environment overrides: TensorFlow's and Python's warnings stay off the server's log.
+        environment = server_environment(TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+        # What MLflow adds for its app (the model's path, the request timeout), and the body limit.
+        environment |= {key: value for key, value in mlflow_environment.items() if os.environ.get(key) != value}
+        environment[scoring_app.MAX_BODY_ENV] = str(max_body_mb)
+        failed = run_server(command, environment, quiet=True)
     if failed is not None:
         fail(f"the scoring server stopped with exit code {failed} (its output is above)", 1)

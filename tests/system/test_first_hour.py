@@ -8,6 +8,8 @@ import shlex
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -110,6 +112,12 @@ def test_the_readme_servers_answer_and_leave_nothing_behind_after_sigterm(after_
             request = image_request(f"http://127.0.0.1:{port}/invocations", [image])
             (answer,) = first_answer(server, request, 240, "covid-xray serve")["predictions"]
             assert answer["status"] == "ok" and answer["class"] in ("covid", "normal")
+            oversized = urllib.request.Request(request.full_url, data=b"A" * (50 * 2**20), headers=request.headers)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(oversized, timeout=60)  # noqa: S310 - the test's own loopback server
+            assert refused.value.code == 413 and "over this server's limit" in refused.value.read().decode()
+            (again,) = first_answer(server, request, 60, "covid-xray serve after a refused body")["predictions"]
+            assert again == answer
         else:
             url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=covid-xray-training"
             experiment = first_answer(server, url, 240, "covid-xray ui")["experiment"]

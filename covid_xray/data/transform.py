@@ -22,8 +22,8 @@ from .stream import model_input, record_key
 
 # Bump when decoding, preprocessing or resizing changes what a given record produces: cached pixels made the
 # old way are then not reused, and a model recorded with another version is refused instead of fed differently.
-# 4: multi-frame files refused, float images stretched (were clipped to black). 5: preprocessing at twice the model's
-# resolution (JPEGs drafted, other images downscaled first), about 3x faster than at the file's resolution.
+# 4: multi-frame files refused, float images stretched (were clipped to black). 5: files larger than four times the
+# model's side are decoded small (JPEG draft) or downscaled before the preprocessing (`work_side`).
 TRANSFORM_VERSION = 5
 RECORD_KEYS = {"version", "image_size", "preprocess", "max_pixels", "min_side"}
 
@@ -76,8 +76,12 @@ class InferenceTransform:
 
     @property
     def work_side(self) -> int:
-        """The longer side the preprocessing works at: twice the model's, room for its crops before the resize."""
-        return 2 * self.image_size
+        """The longest side the preprocessing works at: four times the model's (512 px for a 128 px model). Larger
+        files are drafted or downscaled to it first. At twice the model's side the preprocessing ran 3x faster on
+        512 px images, but the default run's VGG16 variants lost test ROC AUC (0.849 to 0.784 and 0.830 to 0.795,
+        docs/benchmarks.md#predict-throughput); at four times, the team store's 512 px images are preprocessed
+        exactly as before, and only larger files (hospital exports, the public originals) take the shortcut."""
+        return 4 * self.image_size
 
     def decode(self, source: str | Path | bytes, full: bool = False) -> Image.Image:
         """The checked grayscale image of a file or its bytes, downscaled on decode where the format allows it (JPEG

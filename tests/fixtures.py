@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from covid_xray.config import load_config
 from covid_xray.data.cache import ImageCache
@@ -286,3 +288,53 @@ def write_csv_table(root: Path, rows: list[dict], seed: int = 1200, csv_file: st
             )
     write_csv(folder / csv_file, ["path", "label", "patient_id", "view", "modality"], rows)
     return folder
+
+
+def write_dicom(
+    path: Path,
+    stored: np.ndarray,
+    bits_stored: int = 12,
+    photometric: str = "MONOCHROME2",
+    modality: str = "DX",
+    window: tuple[float, float] | None = None,
+    rescale: tuple[float, float] | None = None,
+    syntax: str | None = None,
+    tags: dict | None = None,
+) -> Path:
+    """A DICOM file written by pydicom: `stored` (uint16 rows x columns, or frames x rows x columns) as the pixel
+    data, with the given bits, photometric interpretation, modality, window (center, width), rescale (slope,
+    intercept) and transfer syntax (a compressed one is encoded by pydicom's own encoders)."""
+    dx_for_presentation = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dx_for_presentation
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID, dataset.SOPInstanceUID = dx_for_presentation, meta.MediaStorageSOPInstanceUID
+    dataset.Modality = modality
+    dataset.Rows, dataset.Columns = stored.shape[-2:]
+    if stored.ndim == 3:
+        dataset.NumberOfFrames = stored.shape[0]
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, photometric
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, bits_stored, bits_stored - 1
+    dataset.PixelRepresentation = 0
+    if window is not None:
+        dataset.WindowCenter, dataset.WindowWidth = window
+    if rescale is not None:
+        dataset.RescaleSlope, dataset.RescaleIntercept = rescale
+    for name, value in (tags or {}).items():
+        setattr(dataset, name, value)
+    dataset.PixelData = stored.astype(np.uint16).tobytes()
+    if syntax is not None:
+        dataset.compress(syntax, stored.astype(np.uint16))
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+def as_dicom_12bit(png: Path, path: Path, photometric: str = "MONOCHROME1", **options) -> Path:
+    """A real 8-bit image as a 12-bit DICOM radiograph: values v*16+8, inverted for MONOCHROME1, with a window over
+    the whole 12-bit range, so that a faithful reader gives back the 8-bit picture."""
+    values = np.asarray(Image.open(png).convert("L"), dtype=np.uint16) * 16 + 8
+    stored = 4095 - values if photometric == "MONOCHROME1" else values
+    return write_dicom(path, stored, 12, photometric, window=(2048, 4096), **options)

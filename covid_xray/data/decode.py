@@ -1,5 +1,8 @@
 """Decode any chest X-ray file to a checked 8-bit grayscale image, or say why it cannot be one.
 
+DICOM files (by their 'DICM' mark or a .dcm name) go through `covid_xray.data.dicom`: modality LUT, VOI window,
+MONOCHROME1 inverted, non-radiographs refused. Everything below is about the formats Pillow reads.
+
 Handles RGB, RGBA, L, P, 16-bit, 32-bit and float modes (the last three stretched to 0..255), PNGs named .jpg
 (Pillow reads the content, not the name), EXIF orientation; refuses decompression bombs before decoding their pixels,
 and multi-frame files (GIF, TIFF, APNG) instead of silently reading their first frame. Ingest, `predict` and the
@@ -19,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..sources.files import file_problem
+from .dicom import DicomError, decode_dicom, is_dicom
 
 
 class ImageError(ValueError):
@@ -56,22 +60,25 @@ def _reasons() -> Iterator[None]:
         raise ImageError(f"corrupt or truncated image ({error})") from None
 
 
+def check_present(source: str | Path | bytes) -> None:
+    """ImageError unless `source` is non-empty bytes or a readable regular file with content."""
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageError("empty file (0 bytes)")
+        return
+    problem = file_problem(Path(source))
+    if problem:
+        raise ImageError(problem)
+    if Path(source).stat().st_size == 0:
+        raise ImageError("empty file (0 bytes)")
+
+
 def open_checked(source: str | Path | bytes, max_pixels: int = 50_000_000) -> Image.Image:
     """A file (path) or its bytes opened by Pillow, its header checked (a file, not empty, an image format, at most
     `max_pixels`, one frame) and its pixels not yet decoded; ImageError with the reason otherwise. Cheap: `predict`
     runs it on every input before it loads a model."""
-    opened: io.BytesIO | Path
-    if isinstance(source, bytes):
-        if not source:
-            raise ImageError("empty file (0 bytes)")
-        opened = io.BytesIO(source)
-    else:
-        opened = Path(source)
-        problem = file_problem(opened)
-        if problem:
-            raise ImageError(problem)
-        if opened.stat().st_size == 0:
-            raise ImageError("empty file (0 bytes)")
+    check_present(source)
+    opened = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
     with _reasons():
         file = Image.open(opened)
         width, height = file.size
@@ -92,6 +99,12 @@ def decode_grayscale(
     With `draft_side`, a JPEG is decoded at the smallest of its DCT scales (1/2, 1/4, 1/8) whose longer side is still
     at least `draft_side` pixels (Pillow's draft mode): a fraction of the work, for a caller that downscales anyway.
     Other formats are decoded whole. The size checks use the file's own size, before any draft."""
+    check_present(source)
+    if is_dicom(source):
+        try:
+            return decode_dicom(source, max_pixels)
+        except DicomError as error:
+            raise ImageError(str(error)) from None
     file = open_checked(source, max_pixels)
     width, height = file.size
     with _reasons():

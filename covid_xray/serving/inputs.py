@@ -15,7 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.decode import ImageError, open_checked
+from ..data.decode import ImageError, check_present, open_checked
+from ..data.dicom import DicomError, check_header, is_dicom
 from ..sources.base import IMAGE_SUFFIXES
 
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -107,8 +108,12 @@ def unreadable(paths: list[str]) -> dict[str, str]:
     problems = {}
     for path in paths:
         try:
-            open_checked(path, max_pixels=sys.maxsize).close()
-        except ImageError as error:
+            check_present(path)
+            if is_dicom(path):
+                check_header(path, max_pixels=sys.maxsize)
+            else:
+                open_checked(path, max_pixels=sys.maxsize).close()
+        except (ImageError, DicomError) as error:
             problems[path] = str(error)
         except OSError as error:
             problems[path] = f"cannot read file ({error.strerror or error})"

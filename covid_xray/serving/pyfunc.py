@@ -1,7 +1,7 @@
 """The logged model: an MLflow pyfunc that answers image files with the transform and threshold it was evaluated with.
 
-Input: a DataFrame with a column `image` of base64-encoded image files (any format Pillow reads). Output: one row per
-image, in order, with `status` ("ok", or "refused" with the `reason`: not base64, not a readable image, too small,
+Input: a DataFrame with a column `image` of base64-encoded image files (any format Pillow reads, or DICOM). Output: one
+row per image, in order, with `status` ("ok", or "refused" with the `reason`: not base64, not a readable image, too small,
 nearly constant, multi-frame, too large: the checks ingest applies), `class`, `covid_probability` (calibrated),
 `threshold`, `p_<class>`, and `out_of_distribution` with `ood_distance` and `ood_threshold` (covid_xray.evaluation.ood;
 empty for a model logged without an out-of-distribution record). A refused row has no class and no probabilities. The
@@ -211,6 +211,10 @@ def pip_requirements() -> list[str]:
         "pydantic",
         "PyYAML",
         "ImageHash",
+        "pydicom",
+        "pylibjpeg",
+        "pylibjpeg-libjpeg",
+        "pylibjpeg-openjpeg",
     )
     return [pinned(name) for name in names]
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import pandas as pd
 
 from ..labels import CLASSES
+from .dicom_tags import RADIOGRAPH_MODALITIES
 from .files import file_problem
 
 # `origin`: the upstream image a source documents it re-published (e.g. "ieee8023:<file name>"), or "".
 MANIFEST_COLUMNS = ["source", "path", "label", "finding", "patient_id", "view", "modality", "origin"]
 DROP_COLUMNS = ["source", "item", "reason"]
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 FRONTAL_VIEWS = {"pa", "ap", "ap supine", "ap semi erect", "ap erect"}
 # The project's spelling of each frontal view (validation.allowed_views), for layouts that write them otherwise.
 VIEW_NAMES = {
@@ -29,8 +30,8 @@ VIEW_NAMES = {
     "ap semi erect": "AP semi erect",
     "ap erect": "AP erect",
 }
-# Computed (CR) and digital (DX) radiography are X-rays; DICOM writes them so.
-XRAY_MODALITIES = {"x-ray": "X-ray", "xray": "X-ray", "cr": "X-ray", "dx": "X-ray"}
+# X-ray, however written: 'X-ray', and the DICOM modalities of radiographs (CR, DX...: dicom_tags).
+XRAY_MODALITIES = {"x-ray": "X-ray", "xray": "X-ray", **{code.lower(): "X-ray" for code in RADIOGRAPH_MODALITIES}}
 
 
 class SourceError(ValueError):

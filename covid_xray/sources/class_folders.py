@@ -1,7 +1,9 @@
 """Your own export, one sub-folder per class: <folder>/<class>/<image> (sub-folders below a class are read too).
 
 Class folders are the project's class names (any case) unless the source config maps them (`labels`).
-With `patient_pattern` the patient id is taken from each file name; without it every image is its own patient.
+With `patient_pattern` the patient id is taken from each file name; without it every image is its own patient, except
+a DICOM file, whose PatientID is used. A DICOM file's ViewPosition and Modality fill the manifest's view and modality
+(lateral views and non-X-ray modalities are dropped with what the header says).
 """
 
 from pathlib import Path
@@ -12,10 +14,13 @@ from .base import (
     SourceScan,
     compile_patient_pattern,
     label_lookup,
+    modality_name,
     patient_in,
     register,
     require_folder,
+    view_name,
 )
+from .dicom_tags import dicom_tags, looks_like_dicom
 from .files import file_problem
 
 
@@ -57,6 +62,25 @@ def read_class_folders(
                 scan.drop(relative, "not an image file name")
             elif patient is None:
                 scan.drop(relative, f"file name does not match patient_pattern {patient_pattern!r}")
+            elif looks_like_dicom(path):
+                add_dicom(scan, path, relative, label, class_folder.name, patient if pattern else None)
             else:
                 scan.add(relative, label=label, finding=class_folder.name, patient_id=patient)
     return scan
+
+
+def add_dicom(scan: SourceScan, path: Path, relative: str, label: str, finding: str, patient: str | None) -> None:
+    """A DICOM file with its header's view, modality and (without a patient_pattern) PatientID; a lateral view or a
+    modality other than X-ray is dropped with what the header says."""
+    tags, own = dicom_tags(path), f"image-{Path(relative).with_suffix('')}"
+    if tags is None:  # unreadable: ingest's decode drops it with the reason
+        scan.add(relative, label=label, finding=finding, patient_id=patient or own)
+        return
+    view, modality = view_name(tags.view), modality_name(tags.modality)
+    if view is None:
+        scan.drop(relative, f"not a frontal view (DICOM ViewPosition {tags.view!r})")
+    elif modality is None:
+        scan.drop(relative, f"not an X-ray (DICOM Modality {tags.modality!r})")
+    else:
+        patient_id = patient or tags.patient_id or own
+        scan.add(relative, label=label, finding=finding, patient_id=patient_id, view=view, modality=modality)

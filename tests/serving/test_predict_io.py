@@ -13,7 +13,7 @@ from covid_xray.data.decode import ImageError
 from covid_xray.data.transform import InferenceTransform
 from covid_xray.evaluation.decision import OperatingPoint
 from covid_xray.serving.inputs import InputError, collect_inputs, output_format
-from covid_xray.serving.predict import Prediction, Predictor
+from covid_xray.serving.predict import PROCESSES_FROM, Prediction, Predictor
 from covid_xray.serving.predict_io import (
     answer_records,
     overlay_names,
@@ -166,6 +166,24 @@ def test_predict_files_batches_model_calls_and_answers_bad_files_in_place(images
     )
     with pytest.raises(ValueError, match="file not found"):
         predictor.predict_file(tmp_path / "missing.png")
+
+
+def test_a_long_list_is_transformed_in_worker_processes_with_the_same_answers_in_order(images, tmp_path):
+    """From PROCESSES_FROM files on, spawned processes transform them: answers, refusals and order as one by one."""
+    (tmp_path / "broken.png").write_text("hello")
+    paths = [*images, tmp_path / "missing.png", tmp_path / "broken.png"] * 11  # 66 files
+    assert len(paths) >= PROCESSES_FROM
+    predictor = predictor_of(CountingModel())
+    together = predictor.predict_files(paths, batch_size=16)
+    one_by_one = [predictor.transform.pixels_or_reason(path) for path in paths]
+    assert [type(a).__name__ for a in together] == [
+        "Prediction" if isinstance(o, np.ndarray) else type(o).__name__ for o in one_by_one
+    ]
+    assert [a.path for a in together if not isinstance(a, ValueError)] == [
+        str(p) for p, o in zip(paths, one_by_one, strict=True) if isinstance(o, np.ndarray)
+    ]
+    first = together[0].covid_probability
+    assert all(a.covid_probability == pytest.approx(first, abs=1e-6) for a in together[:: len(images) + 2])
 
 
 def test_the_recorded_threshold_decides_the_class(images):

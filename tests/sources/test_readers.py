@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from fixtures import (
@@ -11,6 +12,7 @@ from fixtures import (
     write_covid19_image_dataset,
     write_csv_table,
     write_darkcovidnet,
+    write_dicom,
     write_figure1,
     write_hannover,
     write_ieee8023,
@@ -438,3 +440,29 @@ def test_real_data_read_through_a_symbolic_link_keeps_the_link_in_every_path(sha
         assert found_under(link, rows) == found_under(shared_datasets, direct[folder][0]), folder
         assert drops.equals(direct[folder][1]), folder
     assert sum(len(rows) for rows, _ in linked.values()) == 1594 - len(NOT_FRONTAL_XRAYS) + 4  # 4 listed twice
+
+
+def test_class_folders_read_a_dicom_exports_patient_view_and_modality_from_its_header(tmp_path: Path):
+    """A hospital's DICOM export in class folders: PatientID groups a patient's images for the split, a lateral view
+    and a CT are dropped with what their header says, and the frontal radiographs keep their view."""
+    pixels = (np.arange(96 * 96).reshape(96, 96) % 4096).astype(np.uint16)
+    for name, tags in {
+        "covid/first.dcm": {"PatientID": "P1", "ViewPosition": "PA"},
+        "covid/second.dcm": {"PatientID": "P1", "ViewPosition": "AP"},
+        "covid/side.dcm": {"PatientID": "P1", "ViewPosition": "LL"},
+        "normal/scan.dcm": {"PatientID": "P2", "Modality": "CT"},
+        "normal/plain.dcm": {"PatientID": "P3"},
+    }.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        modality = tags.pop("Modality", "DX")
+        write_dicom(tmp_path / name, pixels, modality=modality, tags=tags)
+    rows, drops = READERS["folder"](tmp_path, source="site").frames()
+    kept = rows.set_index(rows["path"].map(lambda p: Path(p).name))
+    assert sorted(kept.index) == ["first.dcm", "plain.dcm", "second.dcm"]
+    assert kept.loc["first.dcm", "patient_id"] == kept.loc["second.dcm", "patient_id"] == "site:P1"
+    assert list(kept.loc[["first.dcm", "second.dcm", "plain.dcm"], "view"]) == ["PA", "AP", "unknown"]
+    assert set(kept["modality"]) == {"X-ray"}
+    assert dict(zip(drops["item"], drops["reason"], strict=True)) == {
+        "covid/side.dcm": "not a frontal view (DICOM ViewPosition 'LL')",
+        "normal/scan.dcm": "not an X-ray (DICOM Modality 'CT')",
+    }

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import SHARED
-from fixtures import write_ieee8023
+from fixtures import as_dicom_12bit, write_ieee8023
 from mlflow import MlflowClient
+from PIL import Image
 from servers import first_answer, free_port, image_request, server_env
 
 from covid_xray.serving.pyfunc import encode_image
@@ -482,9 +483,20 @@ def test_real_champion_answers_as_it_was_evaluated_in_predict_pyfunc_and_serving
     assert transform["image_size"] == 48
     printed = predicted_json(cli("predict", "--model-name", "covid-xray-real", "--json", *rows["path"]))
     assert [p["path"] for p in printed] == list(rows["path"])
+    # The same pictures as PNGs and as 12-bit MONOCHROME1 DICOMs with a VOI window: the same answers, to the bit.
+    pngs, dicoms = [], []
+    for number, path in enumerate(rows["path"][:6]):
+        pngs.append(tmp / f"as-dicom-{number}.png")
+        Image.open(path).convert("L").save(pngs[-1])
+        dicoms.append(as_dicom_12bit(pngs[-1], tmp / f"as-dicom-{number}.dcm"))
+    from_png = predicted_json(cli("predict", "--model-name", "covid-xray-real", "--json", *map(str, pngs)))
+    from_dicom = predicted_json(cli("predict", "--model-name", "covid-xray-real", "--json", *map(str, dicoms)))
+    assert [d["covid_probability"] for d in from_dicom] == [p["covid_probability"] for p in from_png]
+    assert [d["status"] for d in from_dicom] == ["ok"] * len(dicoms)
     server, url = serve(uri, client.tracking_uri)
     try:
         served = first_answer(server, image_request(url, rows["path"]), 180, "mlflow models serve")["predictions"]
+        served_dicom = first_answer(server, image_request(url, dicoms), 60, "mlflow models serve")["predictions"]
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -496,3 +508,5 @@ def test_real_champion_answers_as_it_was_evaluated_in_predict_pyfunc_and_serving
     for name, (probabilities, classes) in answers.items():
         assert np.abs(np.asarray(probabilities, float) - rows["p_covid"].to_numpy()).max() < 1e-4, name
         assert list(classes) == list(rows["predicted"]), name
+    served_p = np.asarray([s["covid_probability"] for s in served_dicom], float)
+    assert np.abs(served_p - [p["covid_probability"] for p in from_png]).max() < 1e-4  # predict --json rounds to 1e-6

@@ -1,13 +1,14 @@
 """The logged model: an MLflow pyfunc that answers image files with the transform and threshold it was evaluated with.
 
-Input: a DataFrame with a column `image` of base64-encoded image files (any format Pillow reads, or DICOM). Output: one
-row per image, in order, with `status` ("ok", or "refused" with the `reason`: not base64, not a readable image, too small,
-nearly constant, multi-frame, too large: the checks ingest applies), `class`, `covid_probability` (calibrated),
-`threshold`, `p_<class>`, and `out_of_distribution` with `ood_distance` and `ood_threshold` (covid_xray.evaluation.ood;
-empty for a model logged without an out-of-distribution record). A refused row has no class and no probabilities. The
-Keras model, the transform record, the operating point, the out-of-distribution record and the classes are artifacts of
-the logged model, and the library code travels with it (`code_paths`), so `mlflow models serve`,
-`mlflow.pyfunc.load_model`, `covid-xray predict` and the promotion gate all run the same code on the same record.
+Input: a DataFrame with a column `image` of base64-encoded image files (any format Pillow reads, or DICOM). Output:
+one row per image, in order, with `status` ("ok", or "refused" with the `reason`: not base64, not a readable image,
+too small, nearly constant, multi-frame, too large, not a radiograph: the checks ingest applies), `class`,
+`covid_probability` (calibrated), `threshold`, `p_<class>`, and `out_of_distribution` with `ood_distance` and
+`ood_threshold` (covid_xray.evaluation.ood; empty for a model logged without an out-of-distribution record). A refused
+row has no class and no probabilities. The Keras model, the transform record, the operating point, the
+out-of-distribution record and the classes are artifacts of the logged model, and the library code travels with it
+(`code_paths`), so `mlflow models serve`, `mlflow.pyfunc.load_model`, `covid-xray predict` and the promotion gate all
+run the same code on the same record.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Score one trained variant (`covid_xray.evaluation.evaluate`), log what it gives (metrics with patient-group
-intervals, per source, reliability, plots, test predictions, Grad-CAM, the shortcut check) and the model as an
-image-answering pyfunc with its transform, operating point and out-of-distribution record."""
+intervals, per source, by subgroup (view, sex, age band), reliability, plots, test predictions, Grad-CAM, the shortcut
+check) and the model as an image-answering pyfunc with its transform, operating point and out-of-distribution record."""
 
 import tempfile
 from typing import Annotated
@@ -20,6 +20,7 @@ from covid_xray.evaluation.evaluate import evaluate
 from covid_xray.evaluation.explain import grad_cam, sample_per_class, save_grad_cam_figure, shortcut_check
 from covid_xray.evaluation.metrics import confusion, per_source_metrics, save_plots
 from covid_xray.evaluation.report import DESCRIPTION, model_run_description
+from covid_xray.evaluation.subgroups import subgroup_metrics
 from covid_xray.labels import POSITIVE
 from covid_xray.serving.pyfunc import log_model
 
@@ -42,6 +43,7 @@ def evaluate_model(
     scored = evaluate(model, model_config, train_set, val_set, test_set, config, context=model.name)
     point, test, val, test_proba = scored.operating_point, scored.test, scored.val, scored.test_proba
     by_source = per_source_metrics(rows, test_proba, classes, point.threshold)
+    by_subgroup = subgroup_metrics(rows, test_proba, classes, point.threshold)
     logger.info("%s operating point: %s", model.name, point.to_record())
     logger.info(
         "%s test metrics: %s",
@@ -63,6 +65,7 @@ def evaluate_model(
             }
         )
         mlflow.log_text(by_source.to_csv(index=False), "evaluation/per_source.csv")
+        mlflow.log_text(by_subgroup.to_csv(index=False), "evaluation/subgroups.csv")
         mlflow.log_text(
             confusion(rows["label"], test_proba, classes, point.threshold).to_csv(), "evaluation/confusion_matrix.csv"
         )

@@ -36,10 +36,13 @@ def ui(port: int, workers: int | None, config_path: str | None) -> None:
     click.echo(
         f"Model runs: {runs_table_url(uri, config.tracking.experiment if config else 'covid-xray-training', port)}"
     )
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--registry-store-uri", uri]
+    command += ["--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers or default_workers())]
     command += ["--artifacts-destination", str(home() / "mlartifacts")]
     # MLflow's job runner (seven huey consumers) executes GenAI jobs (scorers, trace roll-ups) this project has none of.
-    failed = run_server(command, server_environment(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
+    # Python's deprecation warnings from the server's libraries are for MLflow's developers, not for the user.
+    environment = server_environment(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", PYTHONWARNINGS="ignore")
+    failed = run_server(command, environment)
     if failed is not None:
         fail(f"the MLflow UI stopped with exit code {failed} (its output is above)", 1)

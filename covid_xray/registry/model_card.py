@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from ..data.provenance import ORIGIN_TEXT, non_commercial_paragraph
+from ..evaluation.subgroups import MIN_PATIENTS, subgroup_table
 
 CARD_ARTIFACT = "model_card.md"
 SOURCES_ARTIFACT = "data/sources.json"  # logged by the ingest step (covid_xray.data.provenance.source_records)
@@ -213,6 +214,18 @@ def model_card(client: MlflowClient, model_name: str, version: str) -> str:
         )
     else:
         lines.append("Not recorded for this run.")
+    subgroups = _artifact_text(client, run_id, "evaluation/subgroups.csv")
+    lines += ["", "## Results by subgroup (test split)", ""]
+    if subgroups is None:
+        lines.append("Not recorded for this run.")
+    else:
+        lines += [
+            "View, sex and age band as the sources' metadata or DICOM headers give them ('unknown' where they do "
+            f"not), at the operating point, with 95% patient-group intervals; a group of fewer than {MIN_PATIENTS} "
+            "patients or of one class has no interval.",
+            "",
+            subgroup_table(pd.read_csv(io.StringIO(subgroups), keep_default_na=False, na_values=[""])),
+        ]
     lines += ["", "## Known failure modes", "", *[f"- {item}" for item in GENERAL_FAILURE_MODES]]
     per_source = _artifact_text(client, run_id, "evaluation/per_source.csv")
     if per_source is not None:

@@ -18,7 +18,9 @@ from .dicom_tags import RADIOGRAPH_MODALITIES
 from .files import file_problem
 
 # `origin`: the upstream image a source documents it re-published (e.g. "ieee8023:<file name>"), or "".
-MANIFEST_COLUMNS = ["source", "path", "label", "finding", "patient_id", "view", "modality", "origin"]
+# `sex` ("F", "M", "other" or "unknown") and `age` (years, NaN when unknown): what a source's metadata or a DICOM
+# header says, for the subgroup results (covid_xray.evaluation.subgroups).
+MANIFEST_COLUMNS = ["source", "path", "label", "finding", "patient_id", "view", "modality", "origin", "sex", "age"]
 DROP_COLUMNS = ["source", "item", "reason"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 FRONTAL_VIEWS = {"pa", "ap", "ap supine", "ap semi erect", "ap erect"}
@@ -61,6 +63,8 @@ class SourceScan:
         modality: str = "X-ray",
         where: str | None = None,
         origin: str = "",
+        sex: str = "",
+        age: str | float | None = None,
     ) -> None:
         """Add the image `name` (relative to the source folder) unless it is unsafe, missing or unlabelled.
 
@@ -94,6 +98,8 @@ class SourceScan:
                     "view": view or "unknown",
                     "modality": modality or "unknown",
                     "origin": origin,
+                    "sex": sex_name(sex),
+                    "age": age_years(age),
                 }
             )
 
@@ -174,6 +180,27 @@ def view_name(view: str) -> str | None:
     """The project's name of a frontal view ('pa' -> 'PA'), 'unknown' when blank, None when not frontal."""
     text = view.strip().lower()
     return "unknown" if text in ("", "unknown") else VIEW_NAMES.get(text)
+
+
+SEX_NAMES = {"f": "F", "female": "F", "w": "F", "m": "M", "male": "M", "o": "other", "other": "other"}
+AGE_UNITS = {"y": 1.0, "m": 1 / 12, "w": 7 / 365.25, "d": 1 / 365.25}  # DICOM AgeString: 045Y, 006M, 003W, 010D
+
+
+def sex_name(text: str | None) -> str:
+    """'F', 'M' or 'other' however a source writes it (DICOM PatientSex F/M/O, 'female', 'm'), else 'unknown'."""
+    return SEX_NAMES.get(str(text or "").strip().lower(), "unknown")
+
+
+def age_years(text: str | float | None) -> float:
+    """Age in years from a number ('65', 65.0) or a DICOM age string ('045Y', '006M'); NaN when blank or unreadable,
+    or outside 0..130."""
+    value = str("" if text is None else text).strip().lower()
+    unit = AGE_UNITS.get(value[-1:]) if value else None
+    try:
+        years = float(value[:-1]) * unit if unit is not None else float(value)
+    except ValueError:
+        return float("nan")
+    return years if 0 <= years <= 130 else float("nan")
 
 
 def modality_name(modality: str) -> str | None:

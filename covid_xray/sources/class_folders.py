@@ -83,4 +83,13 @@ def add_dicom(scan: SourceScan, path: Path, relative: str, label: str, finding: 
         scan.drop(relative, f"not an X-ray (DICOM Modality {tags.modality!r})")
     else:
         patient_id = patient or tags.patient_id or own
-        scan.add(relative, label=label, finding=finding, patient_id=patient_id, view=view, modality=modality)
+        scan.add(
+            relative,
+            label=label,
+            finding=finding,
+            patient_id=patient_id,
+            view=view,
+            modality=modality,
+            sex=tags.sex,
+            age=tags.age,
+        )

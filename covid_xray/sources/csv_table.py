@@ -59,5 +59,7 @@ def read_csv_table(
                 modality=modality,
                 patient_id=row.get("patient_id", "") or f"image-{name}",
                 where=where,
+                sex=row.get("sex", ""),
+                age=row.get("age", ""),
             )
     return scan

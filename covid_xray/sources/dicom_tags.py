@@ -1,4 +1,4 @@
-"""What a DICOM file's header says about its image, for the manifest: view, modality and patient.
+"""What a DICOM file's header says about its image, for the manifest: view, modality, patient, sex and age.
 
 Read with pydicom without the pixel data. Readers use it for DICOM files (a .dcm/.dicom name or the 'DICM' mark), so
 that a hospital's export in class folders gets the patient-level split and the view filter the public sources get from
@@ -23,6 +23,8 @@ class DicomTags(NamedTuple):
     view: str  # ViewPosition (PA, AP, LL...), "" when absent
     modality: str  # Modality (CR, DX...), "" when absent
     patient_id: str  # PatientID, "" when absent
+    sex: str  # PatientSex (F, M, O), "" when absent
+    age: str  # PatientAge as written (045Y, 006M), "" when absent
 
 
 def looks_like_dicom(path: str | Path) -> bool:
@@ -44,5 +46,5 @@ def dicom_tags(path: Path) -> DicomTags | None:
         dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    text = {name: str(dataset.get(name, "") or "").strip() for name in ("ViewPosition", "Modality", "PatientID")}
-    return DicomTags(text["ViewPosition"], text["Modality"], text["PatientID"])
+    names = ("ViewPosition", "Modality", "PatientID", "PatientSex", "PatientAge")
+    return DicomTags(*(str(dataset.get(name, "") or "").strip() for name in names))

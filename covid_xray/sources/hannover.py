@@ -37,5 +37,7 @@ def read_hannover(folder: Path, source: str = "hannover") -> SourceScan:
                 view=view,
                 modality=modality,
                 where=where,
+                sex=row.get("sex", ""),
+                age=row.get("age", ""),
             )
     return scan

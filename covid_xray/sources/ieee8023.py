@@ -73,5 +73,7 @@ def read_ieee8023(folder: Path, source: str = "ieee8023") -> SourceScan:
                 modality=row["modality"],
                 where=where,
                 origin=f"ieee8023:{Path(row['filename']).name}",  # the name others re-publish it under
+                sex=row.get("sex", ""),
+                age=row.get("age", ""),
             )
     return scan

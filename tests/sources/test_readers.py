@@ -447,7 +447,7 @@ def test_class_folders_read_a_dicom_exports_patient_view_and_modality_from_its_h
     and a CT are dropped with what their header says, and the frontal radiographs keep their view."""
     pixels = (np.arange(96 * 96).reshape(96, 96) % 4096).astype(np.uint16)
     for name, tags in {
-        "covid/first.dcm": {"PatientID": "P1", "ViewPosition": "PA"},
+        "covid/first.dcm": {"PatientID": "P1", "ViewPosition": "PA", "PatientSex": "F", "PatientAge": "045Y"},
         "covid/second.dcm": {"PatientID": "P1", "ViewPosition": "AP"},
         "covid/side.dcm": {"PatientID": "P1", "ViewPosition": "LL"},
         "normal/scan.dcm": {"PatientID": "P2", "Modality": "CT"},
@@ -462,7 +462,20 @@ def test_class_folders_read_a_dicom_exports_patient_view_and_modality_from_its_h
     assert kept.loc["first.dcm", "patient_id"] == kept.loc["second.dcm", "patient_id"] == "site:P1"
     assert list(kept.loc[["first.dcm", "second.dcm", "plain.dcm"], "view"]) == ["PA", "AP", "unknown"]
     assert set(kept["modality"]) == {"X-ray"}
+    assert (kept.loc["first.dcm", "sex"], kept.loc["first.dcm", "age"]) == ("F", 45.0)
+    assert kept.loc["plain.dcm", "sex"] == "unknown" and np.isnan(kept.loc["plain.dcm", "age"])
     assert dict(zip(drops["item"], drops["reason"], strict=True)) == {
         "covid/side.dcm": "not a frontal view (DICOM ViewPosition 'LL')",
         "normal/scan.dcm": "not an X-ray (DICOM Modality 'CT')",
     }
+
+
+def test_the_real_ieee8023_and_hannover_tables_give_sex_and_age(shared_datasets: Path):
+    """The subgroup columns come from the sources' own metadata: most real rows have them."""
+    for reader, folder in (("ieee8023", "ieee8023"), ("hannover", "hannover")):
+        rows, _ = READERS[reader](shared_datasets / folder).frames()
+        assert set(rows["sex"]) <= {"F", "M", "other", "unknown"}
+        assert (rows["sex"] != "unknown").mean() > 0.5, reader
+        known = rows["age"].dropna()
+        assert ((known >= 0) & (known <= 130)).all()
+        assert len(known) > 0.3 * len(rows) or reader == "hannover", (reader, len(known), len(rows))

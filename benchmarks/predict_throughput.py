@@ -1,7 +1,7 @@
 """Prediction throughput on real image files, transform included, side by side with the bare model in one run.
 
     python benchmarks/predict_throughput.py [--images ../shared/datasets/darkcovidnet] [--count 500]
-        [--config configs/default.yaml] [--models cnn-small] [--out benchmarks/predict_throughput.json]
+        [--config configs/default.yaml] [--models cnn-small] [--upscale SIDE] [--out benchmarks/predict_throughput.json]
 
 For each model variant of the config (at the config's image size and preprocessing), the model is logged the way
 the evaluate step logs it (the pyfunc with its transform record, in a temporary MLflow store) and loaded back with
@@ -47,6 +47,20 @@ def image_files(folder: Path, count: int, transform: InferenceTransform) -> list
         if len(chosen) == count:
             break
     return chosen
+
+
+def upscaled(paths: list[Path], side: int, folder: Path) -> list[Path]:
+    """Grayscale JPEG copies of `paths` resized (bicubic) to a longer side of `side` pixels, in `folder`."""
+    folder.mkdir(parents=True)
+    copies = []
+    for number, path in enumerate(paths):
+        image = Image.open(path).convert("L")
+        scale = side / max(image.size)
+        copies.append(folder / f"{number:05d}.jpg")
+        image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC).save(
+            copies[-1], quality=95
+        )
+    return copies
 
 
 def measure(variant, config, paths: list[Path], batch_size: int, repeats: int, store: Path) -> dict:
@@ -112,6 +126,12 @@ def main() -> None:
     parser.add_argument("--models", default="cnn-small")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--upscale",
+        type=int,
+        default=None,
+        help="answer JPEG copies (quality 95) of the images with this longer side: files as large as a hospital's",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks/predict_throughput.json"))
     args = parser.parse_args()
     config = load_config(args.config)
@@ -122,6 +142,8 @@ def main() -> None:
     variants = {m.name: m for m in config.models}
     results = []
     with tempfile.TemporaryDirectory() as store:
+        if args.upscale:
+            paths = upscaled(paths, args.upscale, Path(store) / "upscaled")
         for name in args.models.split(","):
             results.append(measure(variants[name], config, paths, args.batch_size, args.repeats, Path(store)))
             print(json.dumps(results[-1]))
@@ -137,6 +159,7 @@ def main() -> None:
         "data": {
             "folder": args.images,
             "images": len(paths),
+            "upscaled_to": args.upscale,
             "image_size": config.data.image_size,
             "transform": transform.to_record(),
         },
@@ -151,6 +174,7 @@ if __name__ == "__main__":
     # script again (as __mp_main__); with Keras and MLflow at the top, every worker would start TensorFlow.
     import keras
     import mlflow
+    from PIL import Image
     from timing import best_seconds  # benchmarks/ is the script's folder
 
     from covid_xray.config import load_config

@@ -61,9 +61,8 @@ def subgroup_metrics(
                 row[name] = metrics[name]
                 low, high = metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"]
                 row[f"{name}_ci_low"], row[f"{name}_ci_high"] = (math.nan, math.nan) if small else (low, high)
-            row["note"] = (
-                f"too small for an interval ({patients} patients{'' if both else ', one class'})" if small else ""
-            )
+            counted = f"{patients} patient{'' if patients == 1 else 's'}{'' if both else ', one class'}"
+            row["note"] = f"too small for an interval ({counted})" if small else ""
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -33,6 +33,7 @@ COMMANDS = {
     "loso": ("run", "loso", "Leave-one-source-out: train without each source in turn and score the held-out source."),
     "ui": ("ui", "ui", "Open the MLflow UI on 127.0.0.1 for the project's tracking store."),
     "predict": ("predict", "predict", "Classify chest X-ray IMAGES with the champion or a chosen model."),
+    "evaluate": ("evaluate", "evaluate", "Evaluate a registered model on labelled images from your site (SITE)."),
     "serve": ("serve", "serve", "Serve a registered model over HTTP: POST base64 images to /invocations."),
     "compare": ("compare", "compare", "Print the last N model runs side by side."),
     "promote": ("promote", "promote", "Gate and promote the model of an MLflow run by hand."),

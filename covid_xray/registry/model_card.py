@@ -236,6 +236,15 @@ def model_card(client: MlflowClient, model_name: str, version: str) -> str:
                 f"- Test sources with images of one class only ({', '.join(one_label)}): their accuracy says "
                 "nothing about telling the classes apart there."
             )
+    sites = sorted((key, site) for key, site in (found.tags or {}).items() if key.startswith("site_evaluation."))
+    lines += ["", "## Evaluated at sites", ""]
+    if sites:
+        lines += [
+            f"- {site}: MLflow run {key.split('.', 1)[1]} in covid-xray-site-evaluations (report.html)"
+            for key, site in sites
+        ]
+    else:
+        lines.append("None yet: `covid-xray evaluate SITE` scores this version on your own labelled images.")
     if "promotion_decision" in (found.tags or {}):
         lines += [
             "",

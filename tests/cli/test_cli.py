@@ -1,18 +1,21 @@
 """The user-facing commands against a temporary MLflow store named only by a config's tracking.uri."""
 
+import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import keras
 import mlflow
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from fixtures import save, xray_like
+from fixtures import as_dicom_12bit, save, xray_like
 from mlflow import MlflowClient
 from PIL import Image
 
@@ -542,3 +545,65 @@ def test_help_lists_every_command_without_starting_tensorflow_or_zenml(tmp_path)
         assert any(line.split() == [name, *summary.split()] for line in help_text), (name, help_text)
         command = load(module, function)
         assert command.name == name and command.help.splitlines()[0] == summary
+
+
+def test_evaluate_a_site_writes_the_report_logs_it_and_tags_the_version(store, cli, tmp_path, shared_datasets):
+    """A site in class folders of real X-rays (DICOM among them), with a file the model refuses and one the reader
+    drops: the report has the metrics the model's own answers give, and the run and version are linked in MLflow."""
+    _, uri, client, config, _, _ = store
+    images = {"covid": [], "normal": []}
+    with open(shared_datasets / "manifest.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["label"] in images and len(images[row["label"]]) < 12:
+                images[row["label"]].append(shared_datasets / row["path"])
+    site = tmp_path / "site"
+    for label, paths in images.items():
+        (site / label).mkdir(parents=True)
+        for number, path in enumerate(paths):
+            target = site / label / f"{number}{path.suffix}"
+            shutil.copy(path, target)
+    as_dicom_12bit(images["covid"][0], site / "covid" / "as-dicom.dcm")
+    (site / "normal" / "notes.png").write_text("not an X-ray")
+    (site / "normal" / "readme.txt").write_text("not an image name")
+    result = cli("evaluate", str(site), "--config", str(config), "--model-version", "2", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["images"] == {
+        "answered": 25,
+        "refused_by_the_model": 1,
+        "dropped_by_the_reader": 1,
+        "patients": 25,
+        "covid": 13,
+    }
+    suffixes = (".png", ".jpg", ".jpeg", ".dcm")
+    answered = sorted(p for p in site.rglob("*") if p.suffix in suffixes and p.name != "notes.png")
+    probabilities = expected(store, "2", answered)
+    labels = np.asarray(["covid" if p.parent.name == "covid" else "normal" for p in answered])
+    threshold = report["at_recorded_threshold"]["threshold"]
+    accuracy = np.mean((np.asarray(probabilities) >= threshold) == (labels == "covid"))
+    assert report["at_recorded_threshold"]["accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    refused = {"path": str(site / "normal" / "notes.png"), "reason": "not a readable image (UnidentifiedImageError)"}
+    assert report["refused"] == [refused]
+    assert {s["attribute"] for s in report["subgroups"]} == {"view", "sex", "age_band"}
+    page = (tmp_path / "r" / "report.html").read_text()
+    for section in ("At the model's recorded threshold", "Calibration at this site", "A threshold for this site"):
+        assert section in page
+    assert "readme.txt" in page and "not an image file name" in page
+    runs = client.search_runs([client.get_experiment_by_name("covid-xray-site-evaluations").experiment_id])
+    assert runs[0].data.tags["model_version"] == "2" and runs[0].data.tags["site"] == str(site.resolve())
+    assert runs[0].data.metrics["site_accuracy"] == pytest.approx(accuracy)
+    version_tags = client.get_model_version(MODEL, "2").tags
+    assert version_tags[f"site_evaluation.{runs[0].info.run_id[:8]}"] == str(site)
+    assert result.output.startswith(f"{MODEL} v2 on {site}: 25 images of 25 patients, accuracy")
+    card = cli("card", "--config", str(config), "--model-version", "2")
+    assert f"- {site}: MLflow run {runs[0].info.run_id[:8]} in covid-xray-site-evaluations" in card.output
+
+
+def test_evaluate_refuses_a_site_it_cannot_read_before_loading_a_model(cli, store, tmp_path):
+    _, _, _, config, _, _ = store
+    (tmp_path / "empty").mkdir()
+    result = cli("evaluate", str(tmp_path / "empty"), "--config", str(config))
+    assert result.exit_code == 2
+    assert "no labelled image to evaluate" in result.stderr
+    result = cli("evaluate", str(tmp_path / "nothing.txt"), "--config", str(config))
+    assert result.exit_code == 2 and "a site is a folder of class folders or a .csv list" in result.stderr

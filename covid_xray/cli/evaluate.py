@@ -32,9 +32,10 @@ def evaluate(
     config_path: str | None,
     verbose: bool,
 ) -> None:
-    """Evaluate a registered model on labelled images from your site: metrics at its recorded threshold with
-    patient-group intervals, calibration, a threshold re-chosen at the site, the out-of-distribution rate and
-    subgroups, as report.json and report.html, logged to MLflow.
+    """Evaluate a registered model on labelled images from your site (SITE).
+
+    Metrics at its recorded threshold with patient-group intervals, calibration, a threshold re-chosen at the site,
+    the out-of-distribution rate and subgroups, as report.json and report.html, logged to MLflow.
 
     SITE is a folder with one sub-folder per class (covid, normal; DICOM, PNG, JPEG...) or a CSV list with the
     columns path and label (and optionally patient_id, view, sex, age)."""

@@ -10,6 +10,7 @@ from fixtures import (
     write_actualmed,
     write_class_folders,
     write_covid19_image_dataset,
+    write_csv,
     write_csv_table,
     write_darkcovidnet,
     write_dicom,
@@ -467,6 +468,35 @@ def test_class_folders_read_a_dicom_exports_patient_view_and_modality_from_its_h
     assert dict(zip(drops["item"], drops["reason"], strict=True)) == {
         "covid/side.dcm": "not a frontal view (DICOM ViewPosition 'LL')",
         "normal/scan.dcm": "not an X-ray (DICOM Modality 'CT')",
+    }
+
+
+def test_a_csv_list_of_dicom_files_takes_blank_columns_from_each_header_and_its_own_values_first(tmp_path: Path):
+    """A site's CSV that names only path and label: patient, view, sex and age come from the DICOM headers, a lateral
+    view and a CT are dropped with what the header says; a column the table fills wins over the header."""
+    pixels = (np.arange(96 * 96).reshape(96, 96) % 4096).astype(np.uint16)
+    (tmp_path / "dicom").mkdir()
+    headers = {
+        "a.dcm": ("DX", {"PatientID": "P1", "ViewPosition": "PA", "PatientSex": "M", "PatientAge": "061Y"}),
+        "b.dcm": ("DX", {"PatientID": "P1", "ViewPosition": "AP"}),
+        "side.dcm": ("DX", {"PatientID": "P1", "ViewPosition": "LL"}),
+        "ct.dcm": ("CT", {"PatientID": "P2"}),
+        "listed.dcm": ("DX", {"PatientID": "P3", "ViewPosition": "LL", "PatientSex": "F"}),
+    }
+    for name, (modality, tags) in headers.items():
+        write_dicom(tmp_path / "dicom" / name, pixels, modality=modality, tags=tags)
+    rows = [{"path": f"dicom/{name}", "label": "covid", "view": "", "patient_id": ""} for name in headers]
+    rows[-1] |= {"view": "PA", "patient_id": "MRN-9"}  # the table's own values
+    write_csv(tmp_path / "site.csv", ["path", "label", "view", "patient_id"], rows)
+    kept, drops = READERS["csv"](tmp_path, "site", csv_file="site.csv").frames()
+    kept = kept.set_index(kept["path"].map(lambda p: Path(p).name))
+    assert sorted(kept.index) == ["a.dcm", "b.dcm", "listed.dcm"]
+    assert list(kept.loc[["a.dcm", "b.dcm", "listed.dcm"], "patient_id"]) == ["site:P1", "site:P1", "site:MRN-9"]
+    assert list(kept.loc[["a.dcm", "b.dcm", "listed.dcm"], "view"]) == ["PA", "AP", "PA"]
+    assert (kept.loc["a.dcm", "sex"], kept.loc["a.dcm", "age"], kept.loc["listed.dcm", "sex"]) == ("M", 61.0, "F")
+    assert dict(zip(drops["item"], drops["reason"], strict=True)) == {
+        "site.csv row 3 (dicom/side.dcm)": "DICOM ViewPosition 'LL' is not frontal",
+        "site.csv row 4 (dicom/ct.dcm)": "DICOM Modality 'CT' is not a chest X-ray",
     }
 
 

@@ -101,6 +101,14 @@ def check_writable(path: str | Path, option: str, folder: bool = False) -> None:
         raise InputError(f"{option} {path}: cannot create anything in {ancestor} (permission denied)")
 
 
+def check_new_folder(path: str | Path, option: str) -> None:
+    """An InputError naming `option` unless `path` is a folder that can be created, or an empty one that can be
+    written: for outputs that must not mix with older files."""
+    check_writable(path, option, folder=True)
+    if Path(path).is_dir() and any(Path(path).iterdir()):
+        raise InputError(f"{option} {path}: the folder is not empty; name a new folder")
+
+
 def unreadable(paths: list[str]) -> dict[str, str]:
     """The paths that cannot be images whatever the model, with the reason: not a regular file, empty, not an image
     format, several frames. Reads headers only (no pixels), so `predict` can refuse a list of them before it spends

@@ -23,6 +23,7 @@ from covid_xray.cli import main
 from covid_xray.data.transform import InferenceTransform
 from covid_xray.evaluation.decision import OperatingPoint
 from covid_xray.ops.quiet import is_startup_noise
+from covid_xray.serving.export import ExportedModel
 from covid_xray.serving.predict import Predictor
 from covid_xray.serving.pyfunc import log_model
 
@@ -607,3 +608,38 @@ def test_evaluate_refuses_a_site_it_cannot_read_before_loading_a_model(cli, stor
     assert "no labelled image to evaluate" in result.stderr
     result = cli("evaluate", str(tmp_path / "nothing.txt"), "--config", str(config))
     assert result.exit_code == 2 and "a site is a folder of class folders or a .csv list" in result.stderr
+
+
+def test_export_writes_the_chosen_versions_onnx_that_answers_as_predict(store, cli, tmp_path):
+    _, _, _, config, _, images = store
+    result = cli("export", "--format", "onnx", "--output", str(tmp_path / "onnx"), "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert f"{MODEL} v2 (@champion) exported as onnx to {tmp_path / 'onnx'}" in result.stdout
+    manifest = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert manifest["origin"]["version"] == "2" and manifest["origin"]["alias"] == "champion"
+    exported = ExportedModel(tmp_path / "onnx")
+    assert np.abs(exported.covid_probability(images) - expected(store, "2", images)).max() <= 1e-4
+
+    saved = ("--format", "saved_model", "--output", str(tmp_path / "sm"), "--model-version", "1")
+    result = cli("export", *saved, "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "sm" / "export.json").read_text())["origin"]["version"] == "1"
+    assert (tmp_path / "sm" / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_export_refuses_a_used_folder_or_a_missing_version_in_one_line(store, cli, tmp_path):
+    _, _, _, config, _, _ = store
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "keep.txt").write_text("mine")
+    result = cli("export", "--format", "onnx", "--output", str(tmp_path / "used"), "--config", str(config))
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == f"covid-xray: error: --output {tmp_path / 'used'}: the folder is not empty; name a new folder\n"
+    )
+    missing = ("--format", "onnx", "--output", str(tmp_path / "new"), "--model-version", "9")
+    result = cli("export", *missing, "--config", str(config))
+    assert result.exit_code == 1 and f"{MODEL} has no version 9: versions 1, 2" in result.stderr
+    assert not (tmp_path / "new").exists()
+    result = cli("export", "--format", "tflite", "--output", str(tmp_path / "new"), "--config", str(config))
+    assert result.exit_code == 2 and "'tflite' is not one of 'onnx', 'saved_model'" in result.stderr

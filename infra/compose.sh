@@ -3,7 +3,8 @@
 # (`docker-compose`, Debian's 1.29).
 #
 #   infra/compose.sh up       secrets file when absent, images (infra/docker/build.sh), start, wait for MLflow
-#   infra/compose.sh env      print the variables a client of the stack needs (source it: eval "$(... env)")
+#   infra/compose.sh env      print the variables a client of the stack needs (source it: eval "$(... env)"); artifacts
+#                             stream through MLflow (its presigned S3 URLs name the compose network's s3:9000)
 #   infra/compose.sh ps|logs  as in compose
 #   infra/compose.sh down     stop and remove the containers and the network (the database volume stays)
 #   infra/compose.sh purge    down, and remove the volumes too
@@ -85,7 +86,8 @@ case "${1:-}" in
     printf 'export %s=%q\n' MLFLOW_TRACKING_URI "http://$mlflow" \
       MLFLOW_TRACKING_USERNAME "${MLFLOW_ADMIN_USERNAME:-admin}" MLFLOW_TRACKING_PASSWORD "$MLFLOW_ADMIN_PASSWORD" \
       S3_ENDPOINT_URL "http://$s3" S3_BUCKET "${S3_BUCKET:-covid-xray}" \
-      S3_ACCESS_KEY_ID "$S3_ACCESS_KEY_ID" S3_SECRET_ACCESS_KEY "$S3_SECRET_ACCESS_KEY"
+      S3_ACCESS_KEY_ID "$S3_ACCESS_KEY_ID" S3_SECRET_ACCESS_KEY "$S3_SECRET_ACCESS_KEY" \
+      MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD false MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD false
     ;;
   ps|logs) load_env; "${compose[@]}" "$@" ;;
   down) load_env; "${compose[@]}" down --remove-orphans ;;

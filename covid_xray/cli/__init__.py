@@ -36,6 +36,11 @@ COMMANDS = {
     "evaluate": ("evaluate", "evaluate", "Evaluate a registered model on labelled images from your site (SITE)."),
     "serve": ("serve", "serve", "Serve a registered model over HTTP: POST base64 images to /invocations."),
     "export": ("export", "export", "Export a registered model's network for other runtimes (ONNX, SavedModel)."),
+    "build-image": (
+        "serve",
+        "build_image_command",
+        "Build a Docker image that serves a registered model as `covid-xray serve` does.",
+    ),
     "compare": ("compare", "compare", "Print the last N model runs side by side."),
     "promote": ("promote", "promote", "Gate and promote the model of an MLflow run by hand."),
     "card": ("registry", "card", "Print the model card of a registered version."),

@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from mlflow.pyfunc import scoring_server
 
 from ..ops.child import port_problem, run_server, server_environment
+from ..ops.serving_image import DEFAULT_BASE, ImageError, build_image, docker_problem
 from ..registry.lookup import find_version
 from ..serving import scoring_app
 from ..serving.errors import ModelNotFound
@@ -85,3 +86,45 @@ def serve(
         failed = run_server(command, environment, quiet=True)
     if failed is not None:
         fail(f"the scoring server stopped with exit code {failed} (its output is above)", 1)
+
+
+@click.command("build-image")
+@click.option("--model-name", default=None, help="Registered model [default: the config's, else covid-xray].")
+@click.option("--alias", default=None, help="Registry alias to put in the image [default: champion].")
+@click.option("--model-version", default=None, help="Registered version number instead of an alias.")
+@click.option("--tag", default=None, help="Image tag [default: covid-xray/serve:v<version>].")
+@click.option("--base", default=DEFAULT_BASE, show_default=True, help="Base image with the pinned requirements.")
+@click.option("--config", "config_path", default=None, help="Take the tracking URI and model name from this config.")
+def build_image_command(
+    model_name: str | None,
+    alias: str | None,
+    model_version: str | None,
+    tag: str | None,
+    base: str,
+    config_path: str | None,
+) -> None:
+    """Build a Docker image that serves a registered model as `covid-xray serve` does.
+
+    The image (infra/serving.Dockerfile) runs the same scoring app on port 8080, with the model downloaded from the
+    registry; its base is the step image of `infra/docker/build.sh step`. Run it with
+    `docker run -p 127.0.0.1:8080:8080 TAG` (docs/serving.md#a-serving-image)."""
+    if alias is not None and model_version is not None:
+        fail("--alias and --model-version both pick the model: give only one", 2)
+    problem = docker_problem(base)
+    if problem:
+        fail(f"cannot build a serving image: {problem}", 2)
+    config, uri = store(config_path)
+    model_name = model_name or (config.promotion.model_name if config else "covid-xray")
+    try:
+        version = find_version(MlflowClient(), model_name, alias, model_version).version
+    except ModelNotFound as error:
+        fail(str(error))
+    tag = tag or f"covid-xray/serve:v{version}"
+    with tempfile.TemporaryDirectory(prefix="covid-xray-image-model-") as folder:
+        local = mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}", dst_path=folder)
+        try:
+            image = build_image(Path(local), tag, base)
+        except ImageError as error:
+            fail(str(error))
+    click.echo(f"Built {tag} ({image[:19]}): {model_name} version {version} from {uri}, served on port 8080")
+    click.echo(f"Run it: docker run --rm -p 127.0.0.1:8080:8080 {tag}")

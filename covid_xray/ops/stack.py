@@ -16,6 +16,7 @@ STACK = "covid-xray-local"
 TRACKER = "covid-xray-mlflow"
 # MLflow 3's UI opens an experiment by its kind; untagged ones look like GenAI work (traces overview, empty here).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+PROXY_MULTIPART = ("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD")
 
 
 def home() -> Path:
@@ -44,6 +45,11 @@ def prepare_environment(configured_uri: str | None = None) -> str:
     zenml_environment()
     uri = tracking_uri(configured_uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri
+    # Artifacts stream through the tracking server unless the user asks otherwise. A server whose artifact store is
+    # S3 advertises direct chunked transfers by presigned URLs, and the compose stack's point at its private network
+    # (http://s3:9000): a client on the host retried each chunk for minutes, then failed.
+    for name in PROXY_MULTIPART:
+        os.environ.setdefault(name, "false")
     return uri
 
 

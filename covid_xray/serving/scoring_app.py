@@ -9,7 +9,8 @@ have no such setting, hence this small ASGI wrapper.
 uvicorn loads this file as the top-level module `scoring_app` (`--app-dir`, see `covid_xray.cli.serve`) in each worker,
 and it imports nothing of the project: loading the model then imports the library code logged with it (its
 `code_paths`), as under `mlflow models serve`, so a model runs the code it was evaluated with, not this checkout's. The
-model path comes from the environment MLflow's `scoring_server.get_cmd` prepares, the limit from COVID_XRAY_MAX_BODY_MB.
+model path comes from COVID_XRAY_MODEL_PATH (a serving image sets it, infra/serving.Dockerfile), else from the
+environment MLflow's `scoring_server.get_cmd` prepares; the limit from COVID_XRAY_MAX_BODY_MB.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from mlflow.pyfunc import scoring_server
 
 MAX_BODY_ENV = "COVID_XRAY_MAX_BODY_MB"
+MODEL_PATH_ENV = "COVID_XRAY_MODEL_PATH"
 DEFAULT_MAX_BODY_MB = 32  # a 16-bit 3000x3000 PNG is about 18 MB, 24 MB as base64 in JSON
 DRAIN_LIMIT = 2**30  # past this, a refused body is not read to its end: the connection is closed on the sender
 
@@ -102,8 +104,10 @@ def limited(app: ASGIApp, max_mb: float) -> BodyLimit:
 
 
 def build() -> BodyLimit:
-    """The scoring app for the model MLflow's `get_cmd` environment names, behind the configured body limit."""
-    model = scoring_server.load_model_with_mlflow_config(os.environ[scoring_server._SERVER_MODEL_PATH])
+    """The scoring app for the model COVID_XRAY_MODEL_PATH or MLflow's `get_cmd` environment names, behind the
+    configured body limit."""
+    path = os.environ.get(MODEL_PATH_ENV) or os.environ[scoring_server._SERVER_MODEL_PATH]
+    model = scoring_server.load_model_with_mlflow_config(path)
     return limited(scoring_server.init(model), float(os.environ.get(MAX_BODY_ENV, DEFAULT_MAX_BODY_MB)))
 
 

@@ -643,3 +643,20 @@ def test_export_refuses_a_used_folder_or_a_missing_version_in_one_line(store, cl
     assert not (tmp_path / "new").exists()
     result = cli("export", "--format", "tflite", "--output", str(tmp_path / "new"), "--config", str(config))
     assert result.exit_code == 2 and "'tflite' is not one of 'onnx', 'saved_model'" in result.stderr
+
+
+def test_build_image_says_what_is_missing_before_touching_the_registry(store, cli, tmp_path, monkeypatch):
+    _, _, _, config, _, _ = store
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker on it
+    result = cli("build-image", "--config", str(config))
+    assert result.exit_code == 2
+    assert (
+        result.stderr == "covid-xray: error: cannot build a serving image: docker is not installed (or not on PATH)\n"
+    )
+    fake = tmp_path / "docker"  # a docker whose daemon does not answer, as on a machine where dockerd is stopped
+    fake.write_text(
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock.' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    result = cli("build-image", "--config", str(config))
+    assert result.exit_code == 2 and "no Docker daemon answers (Cannot connect to the Docker daemon" in result.stderr

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fixtures import write_ieee8023
-from servers import free_port, server_env
+from fixtures import as_dicom_12bit, real_images, write_ieee8023
+from servers import first_answer, free_port, image_request, server_env
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -226,8 +226,12 @@ def docker_run_config(tmp_path: Path) -> Path:
     return config
 
 
-def test_tiny_pipeline_runs_every_step_in_a_container_and_lands_in_mlflow_and_s3(stack, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_run(stack, tmp_path_factory):
+    """The step image built, the Docker ZenML stack registered, and the tiny pipeline run on it: (the environment
+    that reaches the compose MLflow and S3, the finished `covid-xray run`, the containers' start events)."""
     env, client = stack["env"], stack["client"]
+    tmp_path = tmp_path_factory.mktemp("tiny-run")
     started = time.time()
     built = subprocess.run(
         ["bash", "infra/docker/build.sh", "step"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=2400
@@ -284,8 +288,14 @@ def test_tiny_pipeline_runs_every_step_in_a_container_and_lands_in_mlflow_and_s3
         time.sleep(2)
         watcher.terminate()
         events = watcher.communicate(timeout=60)[0].splitlines()
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-6000:]
     print(f"tiny pipeline in containers: {time.time() - started:.0f} s")
+    return run_env, run, events, tmp_path
+
+
+def test_tiny_pipeline_runs_every_step_in_a_container_and_lands_in_mlflow_and_s3(stack, tiny_run):
+    client = stack["client"]
+    run_env, run, events, tmp_path = tiny_run
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-6000:]
     assert not (tmp_path / "home" / "mlflow.db").exists()  # nothing went to the embedded store
 
     # One container per step, each started from the project's image.
@@ -333,3 +343,70 @@ def test_tiny_pipeline_runs_every_step_in_a_container_and_lands_in_mlflow_and_s3
     model_id = champion["source"].rsplit("/", 1)[-1]  # models:/m-... : the logged model of the champion
     assert any(model_id in key and key.endswith("MLmodel") for key in keys), (champion["source"], keys[:20])
     assert any(key.startswith("zenml/") for key in keys)  # the steps' artifacts
+
+
+def post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def test_the_champions_serving_image_answers_a_png_and_a_dicom_and_refuses_garbage(tiny_run, shared_datasets, tmp_path):
+    """`covid-xray build-image` on the champion of the tiny run (registry in the compose MLflow, artifacts in S3), the
+    image run with only 127.0.0.1 published: a real PNG and the same picture as a 12-bit MONOCHROME1 DICOM answered
+    alike, with status and OOD fields; garbage refused with a 4xx and its reason; answers still after it."""
+    run_env, run, _, _ = tiny_run
+    assert run.returncode == 0, run.stderr[-3000:]
+    tag = f"covid-xray/serve:test-{os.getpid()}"
+    name = f"covid-xray-serve-test-{os.getpid()}"
+    started = time.time()
+    built = subprocess.run(
+        [sys.executable, "-m", "covid_xray.cli", "build-image", "--model-name", "covid-xray-tiny", "--tag", tag],
+        cwd=ROOT,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
+    assert f"Built {tag}" in built.stdout and "covid-xray-tiny version 1" in built.stdout
+    print(f"serving image: {time.time() - started:.0f} s")
+    png = next(p for p in real_images(shared_datasets, per_source=8) if p.suffix == ".png")
+    dicom = as_dicom_12bit(png, tmp_path / "same.dcm")
+    port = free_port()
+    server = subprocess.Popen(
+        ["docker", "run", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8080", tag],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}/invocations"
+    try:
+        answers = first_answer(server, image_request(url, [png, dicom]), 300, "the serving image")["predictions"]
+        assert [a["status"] for a in answers] == ["ok", "ok"], answers
+        assert abs(answers[0]["covid_probability"] - answers[1]["covid_probability"]) <= 1e-4, answers
+        assert answers[0]["class"] == answers[1]["class"] and answers[0]["class"] in ("covid", "normal")
+        assert {"out_of_distribution", "ood_distance", "ood_threshold", "threshold"} <= set(answers[0])
+        status, refused = post(url, b"this is not JSON")
+        assert status == 400 and refused["error_code"] == "BAD_REQUEST" and refused["message"], refused
+        text = base64.b64encode(b"GET / HTTP/1.1").decode()
+        body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[text]]}}).encode()
+        status, answer = post(url, body)
+        (row,) = answer["predictions"]
+        assert status == 200 and row["status"] == "refused" and "not a readable image" in row["reason"], row
+        status, refused = post(url, b"A" * (40 * 2**20))  # over the image's default 32 MB limit
+        assert status == 413 and "over this server's limit of 32 MB" in refused["message"]
+        (again,) = first_answer(server, image_request(url, [png]), 60, "the serving image after garbage")["predictions"]
+        numbers = {"covid_probability", "p_covid", "p_normal", "ood_distance"}  # a batch of 1, not 2: float rounding
+        assert {k: v for k, v in again.items() if k not in numbers} == {
+            k: v for k, v in answers[0].items() if k not in numbers
+        }
+        assert all(abs(again[k] - answers[0][k]) <= 1e-4 for k in numbers), (again, answers[0])
+        ports = subprocess.run(["docker", "port", name], capture_output=True, text=True, check=True).stdout.split()
+        assert ports == ["8080/tcp", "->", f"127.0.0.1:{port}"], ports
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120)
+        server.wait(timeout=120)
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, timeout=120)

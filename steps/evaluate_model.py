@@ -17,7 +17,14 @@ from covid_xray.data.dataset import image_cache, split_of
 from covid_xray.data.rebalance import cramers_v
 from covid_xray.data.stream import Split
 from covid_xray.evaluation.evaluate import evaluate
-from covid_xray.evaluation.explain import grad_cam, sample_per_class, save_grad_cam_figure, shortcut_check
+from covid_xray.evaluation.explain import (
+    BORDER_SAMPLE,
+    border_check,
+    grad_cam,
+    sample_per_class,
+    save_grad_cam_figure,
+    shortcut_check,
+)
 from covid_xray.evaluation.metrics import confusion, per_source_metrics, save_plots
 from covid_xray.evaluation.report import DESCRIPTION, model_run_description
 from covid_xray.evaluation.subgroups import subgroup_metrics
@@ -80,13 +87,21 @@ def evaluate_model(
                 rows["label"], test_proba, classes, folder, point.threshold, uncalibrated=scored.test_raw
             ):
                 mlflow.log_artifact(path, "evaluation")
+            # Grad-CAM of a fixed sample of test images: the border share over all of it, the figure of 4 per class
+            # (the first 4 of the same per-class draws, so a subset of the measured ones).
+            measured = sample_per_class(test_set.labels, per_class=BORDER_SAMPLE)
+            heatmaps = grad_cam(model, test_set.pixels(measured), positive)
+            edges, edge_warning = border_check(heatmaps)
+            mlflow.log_metrics({f"gradcam.{k}": v for k, v in edges.items() if np.isfinite(v)})
+            if edge_warning:
+                mlflow.set_tag("warning.edge_attention", edge_warning)
+                logger.warning(edge_warning)
             shown = sample_per_class(test_set.labels, per_class=4)
-            shown_pixels = test_set.pixels(shown)
-            heatmaps = grad_cam(model, shown_pixels, positive)
+            in_figure = np.isin(measured, shown)
             titles = [
                 f"{rows['source'][i]} · {rows['label'][i]} · p({POSITIVE}) {test_proba[i, positive]:.2f}" for i in shown
             ]
-            save_grad_cam_figure(shown_pixels, heatmaps, titles, f"{folder}/grad_cam.png")
+            save_grad_cam_figure(test_set.pixels(shown), heatmaps[in_figure], titles, f"{folder}/grad_cam.png")
             mlflow.log_artifact(f"{folder}/grad_cam.png", "evaluation")
         held_out = split_manifest.set_index("sha256").loc[val_set.keys + test_set.keys]
         shortcut, warning = shortcut_check(

@@ -19,6 +19,7 @@ from mlflow.entities.model_registry import ModelVersion
 
 from ..data.provenance import ORIGIN_TEXT, non_commercial_paragraph
 from ..evaluation.subgroups import MIN_PATIENTS, subgroup_table
+from ..labels import POSITIVE
 
 CARD_ARTIFACT = "model_card.md"
 SOURCES_ARTIFACT = "data/sources.json"  # logged by the ingest step (covid_xray.data.provenance.source_records)
@@ -211,6 +212,22 @@ def model_card(client: MlflowClient, model_name: str, version: str) -> str:
         lines.append(
             "The held-out data comes from one source only: whether the model tells sources apart cannot be "
             "measured here."
+        )
+    else:
+        lines.append("Not recorded for this run.")
+    lines += ["", "## Where the model looks", ""]
+    if "gradcam.border_share" in metrics:
+        band, area = metrics.get("gradcam.border_band", float("nan")), metrics["gradcam.border_area_share"]
+        lines.append(
+            f"{metrics['gradcam.border_share']:.0%} of the Grad-CAM mass for {POSITIVE} lies in the outer {band:.0%} "
+            f"band of the image, which is {area:.0%} of its area (mean over "
+            f"{metrics.get('gradcam.images', float('nan')):.0f} test images)."
+        )
+        lines.append("")
+        lines.append(
+            f"**Warning:** {tags['warning.edge_attention']}"
+            if "warning.edge_attention" in tags
+            else "No edge warning: the heatmaps are no more on the image's edges than an even spread would be."
         )
     else:
         lines.append("Not recorded for this run.")

@@ -1,8 +1,16 @@
+import keras
 import numpy as np
 import pytest
 
 from covid_xray.config import ModelConfig
-from covid_xray.evaluation.explain import grad_cam, sample_per_class, shortcut_check
+from covid_xray.evaluation.explain import (
+    border_area_share,
+    border_check,
+    border_share,
+    grad_cam,
+    sample_per_class,
+    shortcut_check,
+)
 from covid_xray.evaluation.metrics import source_predictability
 from covid_xray.modeling.features import predict_with_features
 from covid_xray.modeling.models import build_cnn, build_vgg16
@@ -37,3 +45,52 @@ def test_source_predictability_sees_a_source_signature_and_warns_only_with_confo
     assert shortcut_check(marked, sources, groups, confounding=0.1)[1] is None
     blind = source_predictability(rng.normal(0, 1, (80, 8)), sources, groups)
     assert blind["source_accuracy"] < 0.75
+
+
+def test_the_border_share_is_the_heatmap_mass_in_the_outer_band_and_warns_above_its_area():
+    size, width = 128, 15  # the default config's input: a 15 px band, 41.4% of the area
+    even = np.ones((1, size, size))
+    edges = np.zeros((1, size, size))
+    edges[:, :width, :] = 1.0  # the top band only: burnt-in text along the film's edge
+    centre = np.zeros((1, size, size))
+    centre[:, 40:90, 30:100] = 1.0  # the lung fields
+    empty = np.zeros((1, size, size))
+    assert border_area_share(size) == pytest.approx(1 - (size - 2 * width) ** 2 / size**2)
+    assert border_area_share(size) == pytest.approx(0.4138, abs=1e-4)
+    shares = border_share(np.concatenate([even, edges, centre, empty]))
+    assert shares[:3] == pytest.approx([border_area_share(size), 1.0, 0.0]) and np.isnan(shares[3])
+    result, warning = border_check(np.concatenate([edges, centre, empty]))
+    assert result["border_share"] == pytest.approx(0.5) and result["images"] == 2  # the empty map is not counted
+    assert warning.startswith("edge attention: 50% of the Grad-CAM mass lies in the outer 12% band")
+    assert border_check(np.concatenate([even, centre]))[1] is None
+
+
+def test_the_figures_sample_is_part_of_the_measured_sample():
+    labels = np.array([0] * 70 + [1] * 30 + [2] * 5)
+    measured, shown = sample_per_class(labels, per_class=50), sample_per_class(labels, per_class=4)
+    assert set(shown) <= set(measured) and len(shown) == 4 + 4 + 4 and len(measured) == 50 + 30 + 5
+
+
+def test_a_cnn_that_reads_a_corner_marker_has_its_grad_cam_on_the_border():
+    """A CNN trained where a bright corner marker gives the label away (a source's marker, as in the public data)
+    looks at the corner: the border check warns; the same CNN on images whose label is a central blob does not."""
+    rng = np.random.default_rng(3)
+    config = ModelConfig(name="m", kind="cnn", conv_filters=[8, 16], head={"dense_units": [16]})
+
+    def fitted(images, labels):
+        keras.utils.set_random_seed(3)
+        model = build_cnn(config, 64, 2)
+        model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+        model.fit(images[..., None].astype("float32"), labels, epochs=15, batch_size=16, verbose=0)
+        return model
+
+    labels = np.arange(96) % 2
+    noise = rng.uniform(60, 120, (96, 64, 64))
+    marked = noise.copy()
+    marked[labels == 0, 2:8, 2:8] = 255.0  # the marker: class 0 (covid) only
+    heat = grad_cam(fitted(marked, labels), marked[labels == 0][:16].astype(np.uint8), class_index=0)
+    assert border_check(heat)[1] is not None, border_share(heat)
+    blob = noise.copy()
+    blob[labels == 0, 22:42, 22:42] += 80.0
+    heat = grad_cam(fitted(blob, labels), blob[labels == 0][:16].astype(np.uint8), class_index=0)
+    assert border_check(heat)[1] is None, border_share(heat)

@@ -225,7 +225,8 @@ def model_card(client: MlflowClient, model_name: str, version: str) -> str:
         )
         lines.append("")
         lines.append(
-            f"**Warning:** {tags['warning.edge_attention']}"
+            "**Warning:** more of it on the edges than an even spread would put there: the model may read markers, "
+            "text or borders instead of the lungs."
             if "warning.edge_attention" in tags
             else "No edge warning: the heatmaps are no more on the image's edges than an even spread would be."
         )

@@ -103,6 +103,10 @@ def full_record(client) -> str:
         "shortcut.source_accuracy": 0.93,
         "shortcut.source_majority_rate": 0.6,
         "shortcut.cramers_v_train": 0.71,
+        "gradcam.border_share": 0.7094,
+        "gradcam.border_area_share": 0.4138,
+        "gradcam.border_band": 0.12,
+        "gradcam.images": 6,
     }
     run_id = model_run(
         client,
@@ -113,7 +117,10 @@ def full_record(client) -> str:
             "operating_point.rule": "youden",
             "operating_point.calibration": "temperature",
         },
-        tags={"warning.shortcut": "shortcut risk: the model's features predict the source"},
+        tags={
+            "warning.shortcut": "shortcut risk: the model's features predict the source",
+            "warning.edge_attention": "x",
+        },
         artifacts={"evaluation/per_source.csv": per_source.to_csv(index=False)},
     )
     return register(client, run_id, "promoted")
@@ -135,6 +142,11 @@ def test_card_says_what_the_runs_recorded(client):
     )
     assert "mean balanced accuracy 0.613" in card and "| hospital-b | 15 | 0.613 |" in card
     assert "accuracy 0.93 (majority rate 0.60)" in card and "**Warning:** shortcut risk" in card
+    looks = card.split("## Where the model looks\n")[1].split("\n## ")[0]
+    assert (
+        "71% of the Grad-CAM mass for covid lies in the outer 12% band of the image, which is 41% of its area" in looks
+    )
+    assert "(mean over 6 test images)" in looks and "**Warning:** more of it on the edges than an even spread" in looks
     assert "Test sources with images of one class only (hospital-a)" in card
     assert "promoted: accuracy (lower 95% CI) 0.81 >= 0.80" in card
 

@@ -12,5 +12,8 @@ COPY scoring_app.py /srv/scoring_app.py
 ENV PYTHONPATH= COVID_XRAY_MODEL_PATH=/srv/model COVID_XRAY_MAX_BODY_MB=32 TF_CPP_MIN_LOG_LEVEL=2 \
     PYTHONWARNINGS=ignore
 WORKDIR /srv
+# The server has no login: it runs as nobody, with a writable home for Keras' and MLflow's caches.
+ENV HOME=/tmp
+USER 65534:65534
 EXPOSE 8080
 CMD ["python", "-m", "uvicorn", "--host", "0.0.0.0", "--port", "8080", "--app-dir", "/srv", "scoring_app:app"]

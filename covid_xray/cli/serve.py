@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from mlflow.pyfunc import scoring_server
 
 from ..ops.child import port_problem, run_server, server_environment
-from ..ops.serving_image import DEFAULT_BASE, ImageError, build_image, docker_problem
+from ..ops.serving_image import DEFAULT_BASE, ImageError, build_image, docker_problem, valid_tag
 from ..registry.lookup import find_version
 from ..serving import scoring_app
 from ..serving.errors import ModelNotFound
@@ -83,6 +83,7 @@ def serve(
         # What MLflow adds for its app (the model's path, the request timeout), and the body limit.
         environment |= {key: value for key, value in mlflow_environment.items() if os.environ.get(key) != value}
         environment[scoring_app.MAX_BODY_ENV] = str(max_body_mb)
+        environment.pop(scoring_app.MODEL_PATH_ENV, None)  # a serving image's setting: here the model is `local`
         failed = run_server(command, environment, quiet=True)
     if failed is not None:
         fail(f"the scoring server stopped with exit code {failed} (its output is above)", 1)
@@ -110,6 +111,8 @@ def build_image_command(
     `docker run -p 127.0.0.1:8080:8080 TAG` (docs/serving.md#a-serving-image)."""
     if alias is not None and model_version is not None:
         fail("--alias and --model-version both pick the model: give only one", 2)
+    if tag is not None and not valid_tag(tag):
+        fail(f"--tag {tag!r} is not a Docker image name (lowercase name[:tag], e.g. covid-xray/serve:v3)", 2)
     problem = docker_problem(base)
     if problem:
         fail(f"cannot build a serving image: {problem}", 2)

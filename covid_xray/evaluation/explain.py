@@ -40,9 +40,15 @@ def _chain(layers: list) -> Callable[[Any], Any]:
     return apply
 
 
-def grad_cam(model: keras.Model, images: np.ndarray, class_index: int) -> np.ndarray:
-    """Heatmaps (n, size, size) in [0, 1] for class `class_index`, upsampled to the input size. The gradient of the
-    class score with respect to the last conv feature map comes from the backend (`modeling.backend`)."""
+def grad_cam(model: keras.Model, images: np.ndarray, class_index: int, batch_size: int = 32) -> np.ndarray:
+    """Heatmaps (n, size, size) in [0, 1] for class `class_index`, upsampled to the input size, `batch_size` images at
+    a time (a VGG16's first-block activations at 224 px are about 25 MB per image). The gradient of the class score
+    with respect to the last conv feature map comes from the backend (`modeling.backend`)."""
+    chunks = [_grad_cam(model, images[i : i + batch_size], class_index) for i in range(0, len(images), batch_size)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, *images.shape[1:3]), np.float32)
+
+
+def _grad_cam(model: keras.Model, images: np.ndarray, class_index: int) -> np.ndarray:
     to_conv, to_proba = split_at_last_conv(model)
     conv = keras.ops.convert_to_numpy(to_conv(model_input(images)))
     _, gradient = backend.value_and_gradient(lambda feature_map: to_proba(feature_map)[:, class_index], conv)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -43,8 +42,9 @@ class ExportError(ValueError):
 
 def export_model(model: XrayClassifier, folder: Path, fmt: str, origin: dict) -> Path:
     """Write `model`'s network in format `fmt` (a key of FORMATS) and its records into `folder`, described by `origin`
-    (the registered name, version and model URI); returns the manifest's path. Written beside `folder` first and
-    renamed at the end, so a failed export leaves no half-written folder."""
+    (the registered name, version and model URI); returns the manifest's path. `folder` is new or empty (an empty
+    folder may be a mount point, a link or the current folder); a failed export leaves it as it was: emptied again,
+    or removed when the export made it."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     check_new_folder(folder, "--output")  # InputError
@@ -52,36 +52,41 @@ def export_model(model: XrayClassifier, folder: Path, fmt: str, origin: dict) ->
     keras_model = model.keras_model
     size = model.transform.image_size
     keras_model(np.zeros((1, size, size, 1), np.float32))  # Keras exports only a model that has been called
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{folder.name}-", dir=folder.parent) as scratch:
-        staged = Path(scratch, folder.name)
-        staged.mkdir()
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
         with warnings.catch_warnings():  # tf2onnx's own FutureWarning on np.object
             warnings.simplefilter("ignore", FutureWarning)
-            keras_model.export(str(staged / network), format=keras_format, verbose=False)
+            keras_model.export(str(folder / network), format=keras_format, verbose=False)
         records = {
             "transform.json": model.transform.to_record(),
             "operating_point.json": model.operating_point.to_record(),
             "classes.json": list(model.classes),
+            MANIFEST: {
+                "format": fmt,
+                "network": network,
+                "input": {"name": keras_model.inputs[0].name, "dtype": "float32", "shape": [None, size, size, 1]},
+                "input_values": "grayscale pixels 0..255 made by the inference transform (transform.json)",
+                "output": {"dtype": "float32", "shape": [None, len(model.classes)]},
+                "output_values": "uncalibrated class probabilities in the order of classes.json: apply "
+                "operating_point.json's calibration, then its threshold to p(covid)",
+                "out_of_distribution_check": "not exported (only the MLflow model has it)",
+                "origin": origin,
+                "written_by": [pinned(name) for name in ("covid-xray", "keras", "tensorflow", "tf2onnx")],
+            },
         }
-        for name, record in records.items():
-            (staged / name).write_text(json.dumps(record, indent=1) + "\n")
-        manifest = {
-            "format": fmt,
-            "network": network,
-            "input": {"name": keras_model.inputs[0].name, "dtype": "float32", "shape": [None, size, size, 1]},
-            "input_values": "grayscale pixels 0..255 made by the inference transform (transform.json)",
-            "output": {"dtype": "float32", "shape": [None, len(model.classes)]},
-            "output_values": "uncalibrated class probabilities in the order of classes.json: apply "
-            "operating_point.json's calibration, then its threshold to p(covid)",
-            "out_of_distribution_check": "not exported (only the MLflow model has it)",
-            "origin": origin,
-            "written_by": [pinned(name) for name in ("covid-xray", "keras", "tensorflow", "tf2onnx")],
-        }
-        (staged / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        if folder.exists():
-            folder.rmdir()  # empty (check_new_folder)
-        shutil.move(staged, folder)
+        for name, record in records.items():  # the manifest last: a folder with export.json is a whole export
+            (folder / name).write_text(json.dumps(record, indent=1) + "\n")
+    except BaseException:
+        if made:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for written in folder.iterdir():
+                if written.is_dir():
+                    shutil.rmtree(written)
+                else:
+                    written.unlink()
+        raise
     return folder / MANIFEST
 
 

@@ -23,6 +23,7 @@ from covid_xray.cli import main
 from covid_xray.data.transform import InferenceTransform
 from covid_xray.evaluation.decision import OperatingPoint
 from covid_xray.ops.quiet import is_startup_noise
+from covid_xray.ops.serving_image import valid_tag
 from covid_xray.serving.export import ExportedModel
 from covid_xray.serving.predict import Predictor
 from covid_xray.serving.pyfunc import log_model
@@ -650,8 +651,9 @@ def test_build_image_says_what_is_missing_before_touching_the_registry(store, cl
     monkeypatch.setenv("PATH", str(tmp_path))  # no docker on it
     result = cli("build-image", "--config", str(config))
     assert result.exit_code == 2
-    assert (
-        result.stderr == "covid-xray: error: cannot build a serving image: docker is not installed (or not on PATH)\n"
+    assert result.stderr == (
+        "covid-xray: error: cannot build a serving image: docker is not installed (or not on PATH): install Docker "
+        "Engine (Debian: apt-get install docker.io)\n"
     )
     fake = tmp_path / "docker"  # a docker whose daemon does not answer, as on a machine where dockerd is stopped
     fake.write_text(
@@ -660,3 +662,6 @@ def test_build_image_says_what_is_missing_before_touching_the_registry(store, cl
     fake.chmod(0o755)
     result = cli("build-image", "--config", str(config))
     assert result.exit_code == 2 and "no Docker daemon answers (Cannot connect to the Docker daemon" in result.stderr
+    result = cli("build-image", "--tag", "Covid X-ray:latest", "--config", str(config))
+    assert result.exit_code == 2 and "--tag 'Covid X-ray:latest' is not a Docker image name" in result.stderr
+    assert valid_tag("covid-xray/serve:v3") and valid_tag("registry.local:5000/team/covid-xray:2026-12-05")

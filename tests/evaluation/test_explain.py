@@ -23,6 +23,7 @@ def test_grad_cam_gives_one_normalised_heatmap_per_image(kind):
     images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32)).astype(np.uint8)
     heat = grad_cam(model, images, class_index=0)
     assert heat.shape == (3, 32, 32) and heat.min() >= 0 and heat.max() <= 1
+    assert np.allclose(grad_cam(model, images, class_index=0, batch_size=2), heat, atol=1e-6)  # in chunks, the same
     proba, features = predict_with_features(model, images)
     assert proba.shape == (3, 2) and len(features) == 3
 

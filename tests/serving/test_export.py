@@ -125,3 +125,22 @@ def test_a_folder_in_use_or_an_unknown_format_is_refused_before_any_work(tmp_pat
     with pytest.raises(ExportError, match="unknown export format 'tflite': choose one of onnx, saved_model"):
         export_model(unused_model, tmp_path / "new", "tflite", {})
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("logged", ["cnn-small"], indirect=True)
+def test_an_empty_folder_reached_by_a_link_takes_the_export_and_a_failed_export_leaves_it_empty(logged, tmp_path):
+    """An empty folder (a mount point, a link, `.`) is written in place; an export that fails half-way is undone."""
+    model = logged[0].unwrap_python_model()
+    (tmp_path / "volume").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "volume")
+    export_model(model, tmp_path / "out", "onnx", {})
+    assert (tmp_path / "volume" / "model.onnx").is_file() and (tmp_path / "volume" / "export.json").is_file()
+
+    (tmp_path / "empty").mkdir()
+    broken = XrayClassifier.from_parts(model.keras_model, model.transform, model.operating_point, CLASSES)
+    with pytest.raises(TypeError):  # a manifest that cannot be written: after the network and two records
+        export_model(broken, tmp_path / "empty", "onnx", {"not json": object()})
+    assert list((tmp_path / "empty").iterdir()) == []
+    with pytest.raises(TypeError):
+        export_model(broken, tmp_path / "new" / "deeper", "onnx", {"not json": object()})
+    assert not (tmp_path / "new" / "deeper").exists()

@@ -8,6 +8,7 @@ import sys
 
 import click
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from ..registry.lookup import find_version
 from ..serving.predict import ModelNotFound, Predictor
@@ -31,8 +32,7 @@ def answer(
         if run_id:
             predictor = Predictor.from_run(run_id)
         else:
-            found = find_version(MlflowClient(), name, alias, model_version)
-            predictor = Predictor.from_registered(name, found.version, None if model_version else alias or "champion")
+            _, predictor = registered_predictor(name, alias, model_version)
     except ModelNotFound as error:
         fail(str(error))
     if len(paths) > batch_size and sys.stderr.isatty():
@@ -59,3 +59,10 @@ def answer(
     # Every input answered (out-of-distribution ones too: they carry the flag): 0; any refused or unread input: 1.
     if len(answered) < len(records):
         sys.exit(1)
+
+
+def registered_predictor(name: str, alias: str | None, model_version: str | None) -> tuple[ModelVersion, Predictor]:
+    """The registered version `model_version`, or the one under `alias` (default: the champion), and its model loaded,
+    described with the alias that picked it; ModelNotFound with the lookup's message otherwise."""
+    found = find_version(MlflowClient(), name, alias, model_version)
+    return found, Predictor.from_registered(name, found.version, None if model_version else alias or "champion")

@@ -34,6 +34,18 @@ def verbose_option(command: Command) -> Command:
     return click.option("--verbose", is_flag=True, help=help_text)(command)
 
 
+def one_model_choice(**options: object) -> None:
+    """Exit 2 when more than one of the options that pick the model is given (keywords: the options' names)."""
+    chosen = [f"--{name.replace('_', '-')}" for name, value in options.items() if value is not None]
+    if len(chosen) > 1:
+        fail(f"{' and '.join(chosen)} both pick the model: give only one", 2)
+
+
+def model_name_of(config: RunConfig | None, given: str | None) -> str:
+    """The registered model a command means: --model-name, else the config's promotion.model_name, else covid-xray."""
+    return given or (config.promotion.model_name if config else "covid-xray")
+
+
 def store(config_path: str | None) -> tuple[RunConfig | None, str]:
     """(config or None, tracking URI): MLFLOW_TRACKING_URI, else the config's tracking.uri, else the project store."""
     config = load_or_fail(config_path) if config_path else None

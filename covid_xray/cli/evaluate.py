@@ -12,7 +12,7 @@ from ..evaluation.site import site_rows
 from ..serving.inputs import InputError, check_writable
 from ..sources.base import SourceError
 from . import load
-from .common import fail, store, verbose_option
+from .common import fail, model_name_of, one_model_choice, store, verbose_option
 
 
 @click.command()
@@ -39,8 +39,7 @@ def evaluate(
 
     SITE is a folder with one sub-folder per class (covid, normal; DICOM, PNG, JPEG...) or a CSV list with the
     columns path and label (and optionally patient_id, view, sex, age)."""
-    if alias is not None and model_version is not None:
-        fail("--alias and --model-version both pick the model: give only one", 2)
+    one_model_choice(alias=alias, model_version=model_version)
     config, _ = store(config_path)
     folder = Path(out or "site-report")
     try:
@@ -50,7 +49,7 @@ def evaluate(
         fail(str(error), 2)
     if rows.empty:
         fail(f"{site}: no labelled image to evaluate ({len(drops)} item(s) dropped, e.g. {_first(drops)})", 2)
-    name = model_name or (config.promotion.model_name if config else "covid-xray")
+    name = model_name_of(config, model_name)
     answer = load("site_answers", "answer_site", keras=True, verbose=verbose)
     answer(site, rows, drops, name, alias, model_version, folder)
 

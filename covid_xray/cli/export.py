@@ -8,7 +8,7 @@ import click
 
 from ..serving.inputs import InputError, check_new_folder
 from . import load
-from .common import fail, store, verbose_option
+from .common import fail, model_name_of, one_model_choice, store, verbose_option
 
 FORMATS = ("onnx", "saved_model")  # covid_xray.serving.export.FORMATS, named here without importing Keras
 
@@ -34,13 +34,12 @@ def export(
 
     The network is written by Keras 3's export; transform.json, operating_point.json and classes.json beside it say
     how to make its input and read its output, and export.json which version it is (docs/serving.md#export)."""
-    if alias is not None and model_version is not None:
-        fail("--alias and --model-version both pick the model: give only one", 2)
+    one_model_choice(alias=alias, model_version=model_version)
     config, _ = store(config_path)
     try:
         check_new_folder(output, "--output")
     except InputError as error:
         fail(str(error), 2)
-    name = model_name or (config.promotion.model_name if config else "covid-xray")
+    name = model_name_of(config, model_name)
     write_export = load("export_files", "write_export", keras=True, verbose=verbose)
     write_export(name, alias, model_version, fmt, output)

@@ -6,25 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from mlflow import MlflowClient
 
-from ..registry.lookup import find_version
 from ..serving.export import export_model
-from ..serving.predict import ModelNotFound, Predictor
+from ..serving.predict import ModelNotFound
+from .answers import registered_predictor
 from .common import fail
 
 
 def write_export(name: str, alias: str | None, model_version: str | None, fmt: str, output: str) -> None:
     try:
-        found = find_version(MlflowClient(), name, alias, model_version)
-        picked_by = None if model_version else alias or "champion"
-        predictor = Predictor.from_registered(name, found.version, picked_by)
+        found, predictor = registered_predictor(name, alias, model_version)
     except ModelNotFound as error:
         fail(str(error))
     origin = {
         "model_name": name,
         "version": str(found.version),
-        "alias": picked_by,
+        "alias": None if model_version else alias or "champion",
         "model_uri": predictor.model_uri,
         "run_id": found.run_id,
     }

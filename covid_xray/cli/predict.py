@@ -8,7 +8,7 @@ import click
 
 from ..serving.inputs import InputError, check_writable, collect_inputs, output_format, unreadable
 from . import load
-from .common import fail, store, verbose_option
+from .common import fail, model_name_of, one_model_choice, store, verbose_option
 
 
 @click.command()
@@ -48,13 +48,7 @@ def predict(
 
     IMAGES are files, folders (searched recursively) or .csv lists with a `path` column; the model is the registered
     champion, or the one picked by --alias, --model-version or --run."""
-    chosen = [
-        name
-        for name, value in (("--alias", alias), ("--model-version", model_version), ("--run", run_id))
-        if value is not None
-    ]
-    if len(chosen) > 1:
-        fail(f"{' and '.join(chosen)} both pick the model: give only one", 2)
+    one_model_choice(alias=alias, model_version=model_version, run=run_id)
     config, _ = store(config_path)
     try:
         if output:
@@ -72,6 +66,6 @@ def predict(
         for path, reason in problems.items():
             click.echo(f"covid-xray: error: {path}: {reason}", err=True)
         fail(f"none of the {len(problems)} input(s) is a readable image; no model was loaded", 2)
-    name = model_name or (config.promotion.model_name if config else "covid-xray")
+    name = model_name_of(config, model_name)
     answer = load("answers", "answer", keras=True, verbose=verbose)
     answer(inputs.paths, name, alias, model_version, run_id, as_json, output, explain_dir, batch_size)

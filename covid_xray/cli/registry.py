@@ -13,10 +13,9 @@ from ..ops.lifecycle import follow_aliases, zenml_stages
 from ..registry.aliases import CHALLENGER, CHAMPION, PREVIOUS, LeaseBusy, LeaseLost, by_alias, pending_move
 from ..registry.aliases import history as history_of
 from ..registry.aliases import rollback as rollback_to_previous
-from ..registry.lookup import find_version
 from ..registry.model_card import model_card
-from ..serving.errors import ModelNotFound
-from .common import fail, store
+from .common import fail, model_name_of, one_model_choice, store
+from .registered import picked_version
 
 
 @click.command()
@@ -28,17 +27,10 @@ def card(model_name: str | None, alias: str | None, model_version: str | None, c
     """Print the model card of a registered version.
 
     Intended use, data, operating point, metrics with intervals, leave-one-source-out, known failure modes."""
-    if alias is not None and model_version is not None:
-        fail("--alias and --model-version both pick the model: give only one", 2)
-    config, _ = store(config_path)
-    client = MlflowClient()
-    model_name = model_name or (config.promotion.model_name if config else "covid-xray")
+    one_model_choice(alias=alias, model_version=model_version)
+    model_name, version, _ = picked_version(model_name, alias, model_version, config_path)
     try:
-        version = find_version(client, model_name, alias, model_version).version
-    except ModelNotFound as error:
-        fail(str(error))
-    try:
-        text = model_card(client, model_name, version)
+        text = model_card(MlflowClient(), model_name, version)
     except MlflowException as error:
         which = f" version {model_version}" if model_version else f"@{alias or 'champion'}"
         fail(f"no model card for {model_name}{which}: {error.message}")
@@ -52,7 +44,7 @@ def card(model_name: str | None, alias: str | None, model_version: str | None, c
 def rollback(model_name: str | None, config_path: str | None, reason: str) -> None:
     """Make the previous champion the champion again."""
     config, _ = store(config_path)
-    model_name = model_name or (config.promotion.model_name if config else "covid-xray")
+    model_name = model_name_of(config, model_name)
     client = MlflowClient()
     try:
         old, new = rollback_to_previous(client, model_name, reason=reason)
@@ -84,7 +76,7 @@ def history(model_name: str | None, config_path: str | None, sync: bool) -> None
 
     Each with its time, reasons and evidence numbers; then the current aliases and ZenML stages."""
     config, _ = store(config_path)
-    model_name = model_name or (config.promotion.model_name if config else "covid-xray")
+    model_name = model_name_of(config, model_name)
     client = MlflowClient()
     try:
         events = history_of(client, model_name)

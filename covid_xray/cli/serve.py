@@ -15,15 +15,13 @@ from pathlib import Path
 
 import click
 import mlflow
-from mlflow import MlflowClient
 from mlflow.pyfunc import scoring_server
 
 from ..ops.child import port_problem, run_server, server_environment
 from ..ops.serving_image import DEFAULT_BASE, ImageError, build_image, docker_problem, valid_tag
-from ..registry.lookup import find_version
 from ..serving import scoring_app
-from ..serving.errors import ModelNotFound
-from .common import fail, store
+from .common import fail, one_model_choice
+from .registered import picked_version
 
 
 @click.command()
@@ -60,14 +58,8 @@ def serve(
 
     The champion by default, or the version picked by --alias or --model-version; the answers are those of
     `covid-xray predict --json` (docs/serving.md)."""
-    if alias is not None and model_version is not None:
-        fail("--alias and --model-version both pick the model: give only one", 2)
-    config, uri = store(config_path)
-    model_name = model_name or (config.promotion.model_name if config else "covid-xray")
-    try:
-        version = find_version(MlflowClient(), model_name, alias, model_version).version
-    except ModelNotFound as error:
-        fail(str(error))
+    one_model_choice(alias=alias, model_version=model_version)
+    model_name, version, uri = picked_version(model_name, alias, model_version, config_path)
     problem = port_problem(host, port)
     if problem:
         fail(problem, 2)
@@ -109,19 +101,13 @@ def build_image_command(
     The image (infra/serving.Dockerfile) runs the same scoring app on port 8080, with the model downloaded from the
     registry; its base is the step image of `infra/docker/build.sh step`. Run it with
     `docker run -p 127.0.0.1:8080:8080 TAG` (docs/serving.md#a-serving-image)."""
-    if alias is not None and model_version is not None:
-        fail("--alias and --model-version both pick the model: give only one", 2)
+    one_model_choice(alias=alias, model_version=model_version)
     if tag is not None and not valid_tag(tag):
         fail(f"--tag {tag!r} is not a Docker image name (lowercase name[:tag], e.g. covid-xray/serve:v3)", 2)
     problem = docker_problem(base)
     if problem:
         fail(f"cannot build a serving image: {problem}", 2)
-    config, uri = store(config_path)
-    model_name = model_name or (config.promotion.model_name if config else "covid-xray")
-    try:
-        version = find_version(MlflowClient(), model_name, alias, model_version).version
-    except ModelNotFound as error:
-        fail(str(error))
+    model_name, version, uri = picked_version(model_name, alias, model_version, config_path)
     tag = tag or f"covid-xray/serve:v{version}"
     with tempfile.TemporaryDirectory(prefix="covid-xray-image-model-") as folder:
         local = mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}", dst_path=folder)

@@ -13,8 +13,8 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from ..evaluation.site import site_report, write_report
-from ..registry.lookup import find_version
-from ..serving.predict import ModelNotFound, Predictor
+from ..serving.predict import ModelNotFound
+from .answers import registered_predictor
 from .common import fail
 
 EXPERIMENT = "covid-xray-site-evaluations"
@@ -31,8 +31,7 @@ def answer_site(
 ) -> None:
     client = MlflowClient()
     try:
-        found = find_version(client, name, alias, model_version)
-        predictor = Predictor.from_registered(name, found.version, None if model_version else alias or "champion")
+        found, predictor = registered_predictor(name, alias, model_version)
     except ModelNotFound as error:
         fail(str(error))
     answers = predictor.predict_files(list(rows["path"]))

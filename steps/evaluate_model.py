@@ -90,7 +90,8 @@ def evaluate_model(
             # Grad-CAM of a fixed sample of test images: the border share over all of it, the figure of 4 per class
             # (the first 4 of the same per-class draws, so a subset of the measured ones).
             measured = sample_per_class(test_set.labels, per_class=BORDER_SAMPLE)
-            heatmaps = grad_cam(model, test_set.pixels(measured), positive)
+            measured_pixels = test_set.pixels(measured)
+            heatmaps = grad_cam(model, measured_pixels, positive)
             edges, edge_warning = border_check(heatmaps)
             mlflow.log_metrics({f"gradcam.{k}": v for k, v in edges.items() if np.isfinite(v)})
             if edge_warning:
@@ -101,7 +102,7 @@ def evaluate_model(
             titles = [
                 f"{rows['source'][i]} · {rows['label'][i]} · p({POSITIVE}) {test_proba[i, positive]:.2f}" for i in shown
             ]
-            save_grad_cam_figure(test_set.pixels(shown), heatmaps[in_figure], titles, f"{folder}/grad_cam.png")
+            save_grad_cam_figure(measured_pixels[in_figure], heatmaps[in_figure], titles, f"{folder}/grad_cam.png")
             mlflow.log_artifact(f"{folder}/grad_cam.png", "evaluation")
         held_out = split_manifest.set_index("sha256").loc[val_set.keys + test_set.keys]
         shortcut, warning = shortcut_check(

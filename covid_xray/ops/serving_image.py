@@ -54,19 +54,16 @@ def docker_problem(base: str) -> str | None:
         return "docker is not installed (or not on PATH): install Docker Engine (Debian: apt-get install docker.io)"
     try:
         info = docker("info")
-    except ImageError as error:
+        if info.returncode != 0:
+            last = (info.stderr.strip().splitlines() or ["docker info failed"])[-1]
+            return f"no Docker daemon answers ({last}): start it (systemctl start docker, or dockerd as root)"
+        if docker("image", "inspect", base).returncode != 0:
+            return (
+                f"the base image {base} does not exist: build it with `infra/docker/build.sh step`, or name one with "
+                "--base"
+            )
+    except ImageError as error:  # a docker command that did not finish
         return str(error)
-    if info.returncode != 0:
-        last = (info.stderr.strip().splitlines() or ["docker info failed"])[-1]
-        return f"no Docker daemon answers ({last}): start it (systemctl start docker, or dockerd as root)"
-    try:
-        inspected = docker("image", "inspect", base)
-    except ImageError as error:
-        return str(error)
-    if inspected.returncode != 0:
-        return (
-            f"the base image {base} does not exist: build it with `infra/docker/build.sh step`, or name one with --base"
-        )
     if not DOCKERFILE.is_file():
         return f"{DOCKERFILE} is missing: build images from a checkout of the project"
     return None

@@ -65,10 +65,10 @@ def upscaled(paths: list[Path], side: int, folder: Path) -> list[Path]:
 
 def measure(variant, config, paths: list[Path], batch_size: int, repeats: int, store: Path) -> dict:
     transform = InferenceTransform.from_data(config.data, config.validation.min_side)
-    model = build_model(variant, config.data.image_size, len(config.data.classes))
+    model = build_model(variant, config.data.image_size, len(config.classes))
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     with mlflow.start_run(run_name=variant.name):
-        uri = log_model(model, transform, OperatingPoint(), config.data.classes, paths[0])
+        uri = log_model(model, transform, OperatingPoint(), config.classes, paths[0])
     predictor = Predictor.from_uri(uri)
     answers = predictor.predict_files(paths, batch_size)
     failed = [str(a) for a in answers if isinstance(a, ValueError)]

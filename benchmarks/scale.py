@@ -109,7 +109,7 @@ def model_stages(config: RunConfig, prepared, results: dict) -> None:
     split = prepared.manifest
     cnn = next(m for m in config.models if m.kind == "cnn").model_copy(update={"epochs": 1})
     vgg = next(m for m in config.models if m.kind == "vgg16")
-    classes = len(config.data.classes)
+    classes = len(config.classes)
     with stage(results, "cnn_epoch") as out:
         train = split_of(prepared.train_rows, config)
         val = split_of(split[split["split"] == "val"], config)
@@ -183,7 +183,7 @@ def run_one(n: int, work: Path, workers: int | None) -> dict:
     print(f"  dedup: {results['dedup']}", flush=True)
     with stage(results, "split_validation") as out:
         prepared = prepare(manifest, config)
-        report = validate_manifest(prepared.manifest, config.validation, config.data.classes)
+        report = validate_manifest(prepared.manifest, config.validation, config.data.findings)
         out.update(checks=len(report.checks), failed=[c.expectation for c in report.checks if not c.success])
     model_stages(config, prepared, results)
     return {

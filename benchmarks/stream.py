@@ -54,7 +54,7 @@ def real_split(data: str, cache_dir: str, count: int, size: int):
     raw["data"] |= {"root": data, "cache_dir": cache_dir, "image_size": size}
     config = parse_config(raw)
     rows, _ = read_sources(config.data)
-    rows = rows[rows["label"].isin(config.data.classes)]
+    rows = rows[rows["label"].isin(config.data.findings)]
     cache, kept = image_cache(config), []
     started = time.perf_counter()
     for row in rows.to_dict("records"):

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from .labels import CLASSES, POSITIVE, ClassName
+from .labels import CLASSES, POSITIVE, ClassName, Task, model_classes
 from .sources import READER_CLASSES, READER_OPTIONS
 from .sources.base import compile_patient_pattern
 
@@ -151,7 +151,11 @@ class PreprocessConfig(Strict):
 class DataConfig(Strict):
     root: str = "data/raw"
     sources: list[SourceConfig] = Field(min_length=1)
-    classes: list[ClassName] = ["covid", "normal"]
+    classes: list[ClassName] | None = Field(
+        default=None,
+        description="The findings kept (the others are dropped and counted at ingest); default: every finding the "
+        "configured sources label.",
+    )
     image_size: int = Field(default=128, ge=32, le=1024)
     cache_dir: str = ".cache/covid-xray"
     # Two images are one picture when their 64-bit perceptual hashes differ in at most this many bits,
@@ -178,17 +182,26 @@ class DataConfig(Strict):
         if unknown:
             raise ValueError(f"unknown reader(s) {unknown}; known: {sorted(READER_CLASSES)}")
         provided = set().union(*(s.provided_classes() for s in self.sources))
-        missing = [c for c in self.classes if c not in provided]
+        missing = [c for c in self.classes or () if c not in provided]
         if missing:
             raise ValueError(f"no configured source provides class(es) {missing}")
         labels = [s.label for s in self.sources]
         if len(set(labels)) != len(labels):
             raise ValueError(f"source names must be unique (set `name` when a reader is used twice), got {labels}")
-        if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
-            raise ValueError(f"classes must be at least two distinct values of {CLASSES}, got {self.classes}")
-        if POSITIVE not in self.classes:
+        findings = self.findings
+        if len(set(findings)) != len(findings) or len(findings) < 2:
+            raise ValueError(f"classes must be at least two distinct values of {CLASSES}, got {findings}")
+        if POSITIVE not in findings:
             raise ValueError(f"classes must include {POSITIVE!r}: the pipeline is a COVID-19 detector")
         return self
+
+    @property
+    def findings(self) -> list[str]:
+        """The findings the run keeps: `classes`, or every finding the sources label (covid first)."""
+        if self.classes is not None:
+            return list(self.classes)
+        provided = set().union(*(s.provided_classes() for s in self.sources if s.reader in READER_CLASSES))
+        return [c for c in CLASSES if c in provided]
 
 
 class SplitConfig(Strict):
@@ -375,6 +388,9 @@ class ExecutionConfig(Strict):
 
 
 class RunConfig(Strict):
+    # covid_vs_rest: covid against every other kept finding (normal and other pneumonia are both negatives);
+    # three_class: covid, normal and other pneumonia. The COVID metrics are covid against the rest either way.
+    task: Task = "covid_vs_rest"
     data: DataConfig
     split: SplitConfig = SplitConfig()
     rebalance: RebalanceConfig = RebalanceConfig()
@@ -397,7 +413,14 @@ class RunConfig(Strict):
         unknown = sorted(set(self.evaluation.loso_models or []) - set(names))
         if unknown:
             raise ValueError(f"evaluation.loso_models: no model named {unknown}; have {names}")
+        if self.task == "three_class" and len(self.data.findings) != 3:
+            raise ValueError(f"task three_class needs the findings covid, normal and pneumonia, got {self.data.findings}")
         return self
+
+    @property
+    def classes(self) -> list[str]:
+        """The model's output classes, in output order: what `task` makes of the kept findings."""
+        return model_classes(self.task, self.data.findings)
 
 
 def _describe(error: ValidationError) -> str:

@@ -43,7 +43,7 @@ def evaluate_model(
     mlflow_run_id: str,
     config: RunConfig,
 ) -> Annotated[dict, "test_metrics"]:
-    classes = config.data.classes
+    classes = config.classes
     rows = split_manifest.set_index("sha256").loc[test_set.keys].reset_index()
     model_config = next(m for m in config.models if m.name == model.name)
     train_set = split_of(split_manifest[split_manifest["split"] == "train"], config)  # before rebalancing

@@ -39,7 +39,7 @@ def train_model(
         )
         mlflow.log_params(flat_params(config, model_name) | hardware())
         mlflow.log_params({"data.train_images": len(train_set), "data.val_images": len(val_set)})
-        log_training_dataset(train_set, config.data.classes, manifest_hash, version, context="training")
+        log_training_dataset(train_set, config.classes, manifest_hash, version, context="training")
         logger.info(
             "Training %s (%s) on %d images, validating on %d",
             model_name,
@@ -51,11 +51,11 @@ def train_model(
             model_config,
             train_set,
             val_set,
-            n_classes=len(config.data.classes),
+            n_classes=len(config.classes),
             image_size=config.data.image_size,
             image_cache_key=image_cache(config).key,
             cache_dir=config.data.cache_dir,
-            class_weight=class_weights(train_set.labels, len(config.data.classes), config.rebalance.strategy),
+            class_weight=class_weights(train_set.labels, len(config.classes), config.rebalance.strategy),
             callbacks=[EpochMetrics()],
         )
         mlflow.log_metrics(

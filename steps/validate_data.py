@@ -21,7 +21,7 @@ class DataValidationError(RuntimeError):
 def validate_data(
     split_manifest: pd.DataFrame, drops: pd.DataFrame, config: RunConfig
 ) -> Annotated[bool, "validation_passed"]:
-    report = validate_manifest(split_manifest, config.validation, config.data.classes, drops)
+    report = validate_manifest(split_manifest, config.validation, config.data.findings, drops)
     logger.info("Data validation:\n%s", report.summary().to_string(index=False))
     mlflow.log_text(report.to_html(), "validation/report.html")
     mlflow.log_text(report.summary().to_csv(index=False), "validation/summary.csv")

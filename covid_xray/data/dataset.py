@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
+from ..labels import targets
 from .cache import ImageCache
 from .rebalance import composition, cramers_v, rebalance
 from .split import patient_split
@@ -41,10 +42,12 @@ def image_cache(config: RunConfig) -> ImageCache:
 def split_of(rows: pd.DataFrame, config: RunConfig) -> Split:
     """`rows` by reference: content keys, class indices, sources and patient groups, and the run's image cache, which
     must hold every row's pixels (ingest fills it); the pixels stay there until training or evaluation streams them."""
-    labels = rows["label"].map({c: i for i, c in enumerate(config.data.classes)}).to_numpy(np.int32)
+    index = {c: i for i, c in enumerate(config.classes)}
+    labels = np.asarray([index[t] for t in targets(rows["label"], config.task)], np.int32)
     groups = rows["group_id"].to_numpy(dtype=str) if "group_id" in rows else None
     cache = image_cache(config)
-    split = Split(list(rows["sha256"]), labels, cache.ref(), rows["source"].to_numpy(dtype=str), groups)
+    findings = rows["label"].to_numpy(dtype=str)
+    split = Split(list(rows["sha256"]), labels, cache.ref(), rows["source"].to_numpy(dtype=str), groups, findings)
     missing = split.missing()
     if missing:
         raise ValueError(

@@ -107,8 +107,8 @@ def ingest(data: DataConfig, validation: ValidationConfig) -> tuple[pd.DataFrame
         seconds["dedup"], seconds["dedup_cpu"] = time.perf_counter() - started, time.process_time() - cpu
         log.info("deduplicated %d images in %.1f s", len(decoded), seconds["dedup"])
         drops.append(duplicate_drops)
-    wanted = manifest["label"].isin(data.classes)
-    drops.append(_drops(manifest[~wanted], lambda r: f"label {r['label']!r} not in classes {data.classes}"))
+    wanted = manifest["label"].isin(data.findings)
+    drops.append(_drops(manifest[~wanted], lambda r: f"label {r['label']!r} not in classes {data.findings}"))
     manifest = manifest[wanted].reset_index(drop=True).assign(cache_key=cache.key)
     manifest.attrs["seconds"] = (
         seconds  # wall time of decoding (and hashing) and of deduplication, and dedup's CPU time

@@ -4,7 +4,7 @@ and the first problem is one line naming the key or the source (exit code 2).
 - `data.cache_dir` is a folder this process can write (else every image would fail to cache and read as "dropped");
 - every `models[].weights` that is a path names an existing file;
 - every source can be read with its reader (metadata table, folders), and lists at least one image of each class
-  it should provide (its reader's classes, or its `labels` mapping, within `data.classes`) that decodes and passes
+  it should provide (its reader's classes, or its `labels` mapping, within `data.findings`) that decodes and passes
   the quality checks of ingest. Images are tried in order through the run's image cache, so the one that passes is
   not decoded again by ingest; a source is refused only when every image it lists of a class fails;
 - `split.val_fraction` and `split.test_fraction` leave at least `split.min_train_images_per_class` training images
@@ -88,7 +88,7 @@ def check_sources(config: RunConfig) -> pd.DataFrame:
     for source in data.sources:
         listed = candidates[candidates["source"] == source.label]
         dropped = drops[(drops["source"] == source.label) & (drops["reason"] != "no usable images in source")]
-        for label in [c for c in data.classes if c in source.provided_classes()]:
+        for label in [c for c in data.findings if c in source.provided_classes()]:
             rows = listed[listed["label"] == label]
             if rows.empty:
                 where = f"source {source.label!r} ({Path(data.root) / source.path})"
@@ -113,7 +113,7 @@ def train_share(config: RunConfig) -> float:
 
 def check_split(config: RunConfig, candidates: pd.DataFrame) -> None:
     split, share = config.split, train_share(config)
-    for label in config.data.classes:
+    for label in config.data.findings:
         listed = int((candidates["label"] == label).sum())
         if int(listed * share) < split.min_train_images_per_class:
             raise PreflightError(

@@ -98,6 +98,9 @@ class Split:
     cache: CacheRef
     sources: np.ndarray | None = None  # needed by source_label sampling
     groups: np.ndarray | None = None
+    # The rows' findings (covid, normal, pneumonia) where the label merges several (covid_vs_rest): source_label
+    # sampling draws evenly over (source, finding) cells, so a source's pneumonia counts as much as its normals.
+    findings: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -111,6 +114,7 @@ class Split:
             self.cache,
             pick(self.sources),
             pick(self.groups),
+            pick(self.findings),
         )
 
     def pixels(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
@@ -135,6 +139,7 @@ class Split:
             "labels": np.asarray(self.labels).astype(int).tolist(),
             "sources": listed(self.sources),
             "groups": listed(self.groups),
+            "findings": listed(self.findings),
         }
 
     @classmethod
@@ -147,4 +152,5 @@ class Split:
             cache,
             array(record["sources"]),
             array(record["groups"]),
+            array(record.get("findings")),
         )

@@ -21,7 +21,7 @@ from scipy.special import expit, log_softmax, logit, softmax
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss
 
-from ..labels import POSITIVE
+from ..labels import POSITIVE, as_outputs
 
 METHODS = ("none", "temperature", "platt")
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before logs and logits
@@ -36,7 +36,7 @@ def _checked(proba: np.ndarray, classes: Sequence[str]) -> np.ndarray:
 
 
 def _class_indices(labels, classes: Sequence[str]) -> np.ndarray:
-    labels = np.asarray(labels)
+    labels = as_outputs(labels, classes)
     unknown = sorted(str(label) for label in set(labels.tolist()) - set(classes))
     if unknown:
         raise ValueError(f"labels {unknown} are not among the classes {classes}")

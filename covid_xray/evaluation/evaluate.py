@@ -22,7 +22,7 @@ from ..modeling.features import predict_for_evaluation
 from ..modeling.loader import pixel_batches
 from .calibration import reliability
 from .decision import OperatingPoint
-from .metrics import covid_metrics
+from .metrics import covid_metrics, per_class_metrics
 from .ood import OODDetector, fit_detector
 from .operating_point import choose_operating_point
 
@@ -72,7 +72,7 @@ def evaluate(
     context: str,
 ) -> Evaluation:
     """Score `model` (trained on `train`, early-stopped on `val`) on `test`, at the operating point chosen on `val`."""
-    classes = list(config.data.classes)
+    classes = list(config.classes)
     test_raw, test_features, test_ood = predict_for_evaluation(model, pixel_batches(test))
     val_raw, val_features, val_ood = predict_for_evaluation(model, pixel_batches(val))
     test_labels, val_labels = class_names(test, classes), class_names(val, classes)
@@ -81,6 +81,7 @@ def evaluate(
     test_metrics = covid_metrics(test_labels, test_proba, classes, test.groups, point.threshold)
     val_metrics = covid_metrics(val_labels, val_proba, classes, val.groups, point.threshold)
     before, after = reliability(test_labels, test_raw, classes), reliability(test_labels, test_proba, classes)
+    test_metrics |= per_class_metrics(test_labels, test_proba, classes, point.threshold)
     test_metrics |= {
         "ece": after["ece"],
         "ece_before_calibration": before["ece"],

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ModelConfig, RunConfig
+from ..labels import POSITIVE
 from ..data.dataset import image_cache, split_of
 from ..data.rebalance import class_weights, rebalance
 from ..data.split import hold_out_groups
@@ -83,7 +84,7 @@ def run_fold(manifest: pd.DataFrame, held_out: str, model: ModelConfig, config: 
     val_mask = hold_out_groups(rest, config.split.val_fraction, config.split.seed)
     train_rows = rebalance(rest[~val_mask], config.rebalance)
     train, val, test = (split_of(rows, config) for rows in (train_rows, rest[val_mask], test_rows))
-    classes = config.data.classes
+    classes = config.classes
     result = train_model(
         model,
         train,
@@ -100,7 +101,8 @@ def run_fold(manifest: pd.DataFrame, held_out: str, model: ModelConfig, config: 
     # from the held-out source; its flag rate says how often an unseen hospital is flagged.
     scored = evaluate(result.model, model, train, val, test, config, context=f"fold without {held_out}")
     metrics, point = scored.test, scored.operating_point
-    both = test_rows["label"].nunique() > 1
+    covid = test_rows["label"] == POSITIVE
+    both = bool(covid.any() and (~covid).any())  # covid against the rest needs both sides
     return {
         "held_out": held_out,
         **{k: metrics[k] for k in SUMMARY_COLUMNS[1:-1]},

@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..labels import POSITIVE
+from ..labels import POSITIVE, as_outputs
 from .decision import predict_labels
 
 PROPORTIONS = ("accuracy", "sensitivity", "specificity", "ppv", "npv")
@@ -91,10 +91,11 @@ def _count_metrics(counts: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _confusion_rows(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Per-image confusion indicators (n, 6): tp, fn, tn, fp (covid vs rest), correct (all classes), 1."""
+    """Per-image confusion indicators (n, 6): tp, fn, tn, fp, correct, 1, all covid vs rest (a three-class model's
+    other classes have their own recall in `per_class_metrics`)."""
     labels, predicted = np.asarray(labels), np.asarray(predicted)
     y, y_hat = labels == POSITIVE, predicted == POSITIVE
-    return np.stack([y & y_hat, y & ~y_hat, ~y & ~y_hat, ~y & y_hat, predicted == labels, np.ones(len(y), bool)], 1)
+    return np.stack([y & y_hat, y & ~y_hat, ~y & ~y_hat, ~y & y_hat, y == y_hat, np.ones(len(y), bool)], 1)
 
 
 def _per_group(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -228,6 +229,23 @@ def covid_metrics(
     return result
 
 
+def per_class_metrics(labels, proba: np.ndarray, classes: Sequence[str], threshold: float = 0.5) -> dict[str, float]:
+    """For a model of more than two classes, each class's recall (at `threshold`, decision.predict_labels) and one
+    against the rest ROC AUC, as `class.<name>.recall` and `class.<name>.roc_auc`; empty for two classes (the covid
+    metrics say it all)."""
+    if len(classes) <= 2:
+        return {}
+    labels, proba = as_outputs(labels, classes), np.asarray(proba, dtype=np.float64)
+    predicted = predict_labels(proba, classes, threshold)
+    result = {}
+    for index, name in enumerate(classes):
+        y = labels == name
+        result[f"class.{name}.n"] = float(y.sum())
+        result[f"class.{name}.recall"] = float((predicted[y] == name).mean()) if y.any() else math.nan
+        result[f"class.{name}.roc_auc"] = float(roc_auc_score(y, proba[:, index])) if 0 < y.sum() < len(y) else math.nan
+    return result
+
+
 def count_metric(labels: np.ndarray, predicted: np.ndarray, metric: str) -> float:
     """One count metric of predicted classes against true classes (covid is the positive class); nan if undefined."""
     if metric not in COUNT_METRICS:
@@ -285,7 +303,7 @@ def per_source_metrics(
 
 def confusion(labels, proba: np.ndarray, classes: Sequence[str], threshold: float = 0.5) -> pd.DataFrame:
     """Counts of true × predicted class, predictions at `threshold` (decision.predict_labels)."""
-    matrix = confusion_matrix(labels, predict_labels(proba, classes, threshold), labels=classes)
+    matrix = confusion_matrix(as_outputs(labels, classes), predict_labels(proba, classes, threshold), labels=classes)
     return pd.DataFrame(matrix, index=[f"true {c}" for c in classes], columns=[f"predicted {c}" for c in classes])
 
 
@@ -307,7 +325,7 @@ def save_plots(
     from sklearn.calibration import CalibrationDisplay
     from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
-    labels = np.asarray(labels)
+    labels = as_outputs(labels, classes)
     predicted = predict_labels(proba, classes, threshold)
     y = labels == POSITIVE
     score = proba[:, classes.index(POSITIVE)]

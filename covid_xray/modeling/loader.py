@@ -49,7 +49,8 @@ class TrainingBatches(keras.utils.PyDataset):
         if sampling == "source_label" and split.sources is None:
             raise ValueError("sampling: source_label needs the training rows' sources")
         self.read, self.labels = reader(x), np.asarray(split.labels).astype("int32")
-        self.cells = cell_ids(np.asarray(split.sources), self.labels)[0] if sampling == "source_label" else None
+        strata = self.labels if split.findings is None else np.asarray(split.findings)
+        self.cells = cell_ids(np.asarray(split.sources), strata)[0] if sampling == "source_label" else None
         self.batch_size, self.seed, self.epoch = batch_size, seed, 0
         self.plan = self.batches(0)
 

@@ -140,7 +140,7 @@ def test_predict_and_serving_refuse_or_flag_each_image_they_cannot_judge(trained
     test_paths = [Path(p) for p in split.loc[split["split"] == "test", "path"]]
     with mlflow.start_run():
         uri = log_model(
-            model, image_cache(config).transform, OperatingPoint(), config.data.classes, test_paths[0], ood=detector
+            model, image_cache(config).transform, OperatingPoint(), config.classes, test_paths[0], ood=detector
         )
     assert mlflow.models.get_model_info(uri).metadata["ood"] == detector.summary()
     files = hostile_files(tmp_path, test_paths)

@@ -242,6 +242,19 @@ class HeadConfig(Strict):
     dropout: Fraction = 0.3
 
 
+class AdversarialConfig(Strict):
+    """A source head behind gradient reversal (Ganin & Lempitsky 2015): it learns to tell the training sources apart
+    from the model's last hidden features while the reversed gradient trains those features to hide the source.
+    The reversal's strength is 0 for `warmup_epochs`, then rises along Ganin's curve 2/(1+exp(-10p))-1 to `weight`
+    over `ramp_epochs`; the optimizer clips each gradient's norm to `clipnorm`."""
+
+    weight: float = Field(default=0.3, gt=0.0, le=10.0, description="The reversal's final strength.")
+    warmup_epochs: int = Field(default=1, ge=0, le=MAX_EPOCHS, description=EPOCHS_REASON)
+    ramp_epochs: int = Field(default=4, ge=1, le=MAX_EPOCHS, description=EPOCHS_REASON)
+    units: int = Field(default=32, ge=1, le=4096, description="Hidden units of the source head.")
+    clipnorm: float | None = Field(default=1.0, gt=0.0, le=1e6)
+
+
 class ModelConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["vgg16", "cnn"]
@@ -272,11 +285,39 @@ class ModelConfig(Strict):
     # Seeds the weights' initialisation, the batches drawn (covid_xray.modeling.sampling) and the augmentation: two runs
     # with the same seed, data and backend train the same model.
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    # Source-adversarial training (see AdversarialConfig); null trains the classifier alone.
+    adversarial: AdversarialConfig | None = None
+    # A seed ensemble: this many members trained alike with seeds seed, seed+1, ...; the variant is one model whose
+    # output is the members' mean probability (calibrated and thresholded once, like any variant's).
+    members: int = Field(default=1, ge=1, le=32, description="More than 32 members changes nothing but the time.")
 
     @field_validator("augment", mode="before")
     @classmethod
     def _augment_bool(cls, value):
         return {True: "radiograph", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _adversarial_needs(self) -> ModelConfig:
+        if self.adversarial is None:
+            return self
+        if self.sampling != "source_label":
+            raise ValueError("adversarial needs sampling: source_label (every batch shows the source head each source)")
+        fine_tuned = self.kind == "vgg16" and self.fine_tune_blocks and self.fine_tune_epochs
+        if not self.head.dense_units and not (self.kind == "cnn" or fine_tuned):
+            raise ValueError(
+                "adversarial on a frozen VGG16 needs a hidden head layer (head.dense_units) or fine-tuning: "
+                "a linear head has no features the reversed gradient could change"
+            )
+        return self
+
+    def member_configs(self) -> list[ModelConfig]:
+        """The members of a seed ensemble (named <name>-m<i>, seeds seed + i); [self] for a single model."""
+        if self.members == 1:
+            return [self]
+        return [
+            self.model_copy(update={"name": f"{self.name}-m{i}", "seed": self.seed + i, "members": 1})
+            for i in range(self.members)
+        ]
 
 
 class OperatingPointConfig(Strict):
@@ -414,7 +455,7 @@ class RunConfig(Strict):
         if unknown:
             raise ValueError(f"evaluation.loso_models: no model named {unknown}; have {names}")
         if self.task == "three_class" and len(self.data.findings) != 3:
-            raise ValueError(f"task three_class needs the findings covid, normal and pneumonia, got {self.data.findings}")
+            raise ValueError(f"task three_class needs the findings covid, normal, pneumonia; got {self.data.findings}")
         return self
 
     @property

@@ -49,9 +49,7 @@ def run_pipeline(config: RunConfig, uri: str, metrics_dir: str | None) -> None:
         fail("pipeline failed: ZenML returned no pipeline run")
     click.echo(f"Pipeline run {pipeline_run.name}: {pipeline_run.status.value}.")
     if metrics_dir:
-        written = write_dvc_outputs(
-            uri, config.tracking.experiment, pipeline_run.name, metrics_dir, config.classes
-        )
+        written = write_dvc_outputs(uri, config.tracking.experiment, pipeline_run.name, metrics_dir, config.classes)
         click.echo(f"DVC metrics written to {written}")
     click.echo(f"Done. Open the MLflow UI with `covid-xray ui` (tracking store: {uri}).")
 

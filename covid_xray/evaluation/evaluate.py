@@ -82,6 +82,10 @@ def evaluate(
     val_metrics = covid_metrics(val_labels, val_proba, classes, val.groups, point.threshold)
     before, after = reliability(test_labels, test_raw, classes), reliability(test_labels, test_proba, classes)
     test_metrics |= per_class_metrics(test_labels, test_proba, classes, point.threshold)
+    covid = classes.index(POSITIVE)
+    # How much p(covid) varies over the images: near 0, the model answers the same whatever the image (collapsed).
+    test_metrics["score_sd"] = float(np.std(test_proba[:, covid])) if len(test_proba) else float("nan")
+    val_metrics["score_sd"] = float(np.std(val_proba[:, covid])) if len(val_proba) else float("nan")
     test_metrics |= {
         "ece": after["ece"],
         "ece_before_calibration": before["ece"],

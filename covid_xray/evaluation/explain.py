@@ -17,6 +17,7 @@ import numpy as np
 from ..data.stream import model_input
 from ..modeling import backend
 from ..modeling.features import is_vgg
+from ..modeling.models import ensemble_members
 from .metrics import source_predictability
 
 
@@ -44,8 +45,16 @@ def grad_cam(model: keras.Model, images: np.ndarray, class_index: int, batch_siz
     """Heatmaps (n, size, size) in [0, 1] for class `class_index`, upsampled to the input size, `batch_size` images at
     a time (a VGG16's first-block activations at 224 px are about 25 MB per image). The gradient of the class score
     with respect to the last conv feature map comes from the backend (`modeling.backend`)."""
+    members = ensemble_members(model)
+    if len(members) > 1:  # a seed ensemble: the mean of its members' maps, rescaled to a peak of 1
+        return _peak_one(np.mean([grad_cam(member, images, class_index, batch_size) for member in members], axis=0))
     chunks = [_grad_cam(model, images[i : i + batch_size], class_index) for i in range(0, len(images), batch_size)]
     return np.concatenate(chunks) if chunks else np.zeros((0, *images.shape[1:3]), np.float32)
+
+
+def _peak_one(cam: np.ndarray) -> np.ndarray:
+    peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1) if len(cam) else np.zeros((0, 1, 1))
+    return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
 
 
 def _grad_cam(model: keras.Model, images: np.ndarray, class_index: int) -> np.ndarray:
@@ -55,8 +64,7 @@ def _grad_cam(model: keras.Model, images: np.ndarray, class_index: int) -> np.nd
     weights = gradient.mean(axis=(1, 2), keepdims=True)
     cam = np.maximum((weights * conv).sum(axis=-1), 0.0)[..., None]
     cam = keras.ops.convert_to_numpy(keras.ops.image.resize(cam, images.shape[1:3], interpolation="bilinear"))[..., 0]
-    peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
-    return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
+    return _peak_one(cam)
 
 
 # Where the model looks, in one number: the share of Grad-CAM mass in the outer band of the image, BORDER_BAND of the

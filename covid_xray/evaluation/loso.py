@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from ..config import ModelConfig, RunConfig
-from ..labels import POSITIVE
 from ..data.dataset import image_cache, split_of
 from ..data.rebalance import class_weights, rebalance
 from ..data.split import hold_out_groups
+from ..labels import POSITIVE
 from ..modeling.training import EpochMetrics, train_model
 from .evaluate import evaluate
 from .report import DESCRIPTION

@@ -5,6 +5,7 @@ out-of-distribution detection measures.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -13,24 +14,40 @@ import numpy as np
 from ..config import ModelConfig
 from ..data.stream import Split, model_input
 from .loader import OrderedBatches, pixel_batches
-from .models import weights_fingerprint
+from .models import ensemble_members, weights_fingerprint
 
 
 def feature_extractor(model: keras.Model) -> keras.Model:
-    """The part of a VGG16 model before its head: image → pooled backbone features."""
-    return keras.Model(model.inputs, model.get_layer("pool").output, name="features")
+    """The part of a VGG16 model before its head: image → pooled backbone features (a seed ensemble's first member's:
+    every member has the same frozen backbone)."""
+    first = ensemble_members(model)[0]
+    return keras.Model(first.inputs, first.get_layer("pool").output, name="features")
 
 
 def is_vgg(model: keras.Model) -> bool:
-    """Whether `model` is a VGG16 transfer model (its backbone is the layer `vgg16`)."""
-    return "vgg16" in [layer.name for layer in model.layers]
+    """Whether `model` (or a seed ensemble's members) is a VGG16 transfer model (its backbone is the layer `vgg16`)."""
+    return "vgg16" in [layer.name for layer in ensemble_members(model)[0].layers]
+
+
+def _with_outputs(model: keras.Model, features: Callable[[keras.Model], list]) -> keras.Model:
+    """`model` with more outputs: `features` of it, or of a seed ensemble's first member (the features a model is
+    described by: every member is trained alike, and the first stands for them)."""
+    first = ensemble_members(model)[0]
+    if first is model:
+        return keras.Model(model.inputs, [model.outputs[0], *features(model)])
+    tapped = keras.Model(first.inputs, features(first))
+    extra = tapped(model.inputs[0])
+    return keras.Model(model.inputs, [model.outputs[0], *(extra if isinstance(extra, list) else [extra])])
+
+
+def _penultimate(model: keras.Model) -> list:
+    return [model.get_layer("pool").output if is_vgg(model) else model.layers[-2].output]
 
 
 def with_features(model: keras.Model) -> keras.Model:
     """`model` with a second output, its penultimate features: the pooled backbone features for VGG16, the input of
     the last Dense layer for a sequential CNN (what the shortcut check and out-of-distribution detection use)."""
-    features = model.get_layer("pool").output if is_vgg(model) else model.layers[-2].output
-    return keras.Model(model.inputs, [model.outputs[0], features])
+    return _with_outputs(model, _penultimate)
 
 
 Images = np.ndarray | OrderedBatches  # (n, size, size) pixels, or a split's model input batches (`pixel_batches`)
@@ -53,26 +70,31 @@ def predict_with_features(model: keras.Model, images: Images, batch_size: int = 
     return predict_both(with_features(model), images, batch_size)
 
 
+def _conv_means(model: keras.Model) -> list:
+    return [keras.ops.concatenate([keras.ops.mean(layer.output, axis=(1, 2)) for layer in _convs(model)], axis=-1)]
+
+
+def _convs(model: keras.Model) -> list:
+    return [layer for layer in ensemble_members(model)[0].layers if isinstance(layer, keras.layers.Conv2D)]
+
+
 def feature_model(model):
     """`model` with a second output, the features out-of-distribution detection measures: for VGG16 the pooled
     backbone features (`explain.with_features`), for a CNN the global average of each conv block's output,
     concatenated (low-level texture and contrast as well as shapes), for a model without conv layers its
     penultimate layer."""
-    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    if is_vgg(model) or not convs:
+    if is_vgg(model) or not _convs(model):
         return with_features(model)
-    pooled = [keras.ops.mean(layer.output, axis=(1, 2)) for layer in convs]
-    return keras.Model(model.inputs, [model.outputs[0], keras.ops.concatenate(pooled, axis=-1)])
+    return _with_outputs(model, _conv_means)
 
 
 def predict_for_evaluation(model: keras.Model, batches: OrderedBatches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(class probabilities, penultimate features, out-of-distribution features) of `batches` in one pass. For VGG16
     both features are the pooled backbone features (`with_features`); for a CNN see `feature_model`."""
-    if is_vgg(model) or not any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers):
+    if is_vgg(model) or not _convs(model):
         proba, penultimate = predict_both(with_features(model), batches)
         return proba, penultimate, penultimate
-    ood = feature_model(model)
-    three = keras.Model(model.inputs, [model.outputs[0], model.layers[-2].output, ood.outputs[1]])
+    three = _with_outputs(model, lambda member: _penultimate(member) + _conv_means(member))
     if len(batches) == 0:
         widths = [int(output.shape[-1]) for output in three.outputs]
         return tuple(np.zeros((0, width), "float32") for width in widths)  # type: ignore[return-value]

@@ -11,12 +11,14 @@ accelerator (`augmentation`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
 
 from ..data.parallel import available_cores
 from ..data.stream import Split
+from .adversarial import PROBABILITIES, SOURCE
 from .sampling import balanced_batches, cell_ids, shuffled_batches
 
 Rows = np.ndarray | Split  # what a batch reads: an in-memory array aligned with the split, or the split's pixels
@@ -43,12 +45,21 @@ class TrainingBatches(keras.utils.PyDataset):
     'source_label' (every batch drawn evenly over the (source, label) cells). Pass `fit(shuffle=False)` and
     `callbacks=[batches.follow_epochs()]`, so each epoch reads its own plan, also when training resumes mid-way."""
 
-    def __init__(self, split: Split, batch_size: int, sampling: str, seed: int = 0, x: Rows | None = None):
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        sampling: str,
+        seed: int = 0,
+        x: Rows | None = None,
+        source_targets: np.ndarray | None = None,
+    ):
         x = split if x is None else x
         super().__init__(**_workers(x))
         if sampling == "source_label" and split.sources is None:
             raise ValueError("sampling: source_label needs the training rows' sources")
         self.read, self.labels = reader(x), np.asarray(split.labels).astype("int32")
+        self.targets = with_sources(self.labels, source_targets)
         strata = self.labels if split.findings is None else np.asarray(split.findings)
         self.cells = cell_ids(np.asarray(split.sources), strata)[0] if sampling == "source_label" else None
         self.batch_size, self.seed, self.epoch = batch_size, seed, 0
@@ -63,9 +74,9 @@ class TrainingBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return len(self.plan)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, Any]:
         rows = self.plan[index]
-        return self.read(rows), self.labels[rows]
+        return self.read(rows), self.targets(rows)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.plan = epoch, self.batches(epoch)
@@ -78,10 +89,18 @@ class TrainingBatches(keras.utils.PyDataset):
 class OrderedBatches(keras.utils.PyDataset):
     """Batches of a split's rows in order: (input, label) for validation data, input alone for `predict`."""
 
-    def __init__(self, split: Split, batch_size: int = 32, x: Rows | None = None, labelled: bool = True):
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int = 32,
+        x: Rows | None = None,
+        labelled: bool = True,
+        source_targets: np.ndarray | None = None,
+    ):
         x = split if x is None else x
         super().__init__(**_workers(x))
         self.read, self.labels, self.labelled = reader(x), np.asarray(split.labels).astype("int32"), labelled
+        self.targets = with_sources(self.labels, source_targets)
         self.batch_size, self.rows = batch_size, len(split)
 
     def __len__(self) -> int:
@@ -89,12 +108,23 @@ class OrderedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
         rows = np.arange(index * self.batch_size, min((index + 1) * self.batch_size, self.rows))
-        return (self.read(rows), self.labels[rows]) if self.labelled else (self.read(rows),)
+        return (self.read(rows), self.targets(rows)) if self.labelled else (self.read(rows),)
 
 
-def labelled_batches(split: Split, batch_size: int, x: Rows | None = None) -> OrderedBatches:
+def with_sources(labels: np.ndarray, source_targets: np.ndarray | None) -> Callable[[np.ndarray], Any]:
+    """The targets of rows: their labels, or with `source_targets` (a source-adversarial model's) both, keyed by the
+    training model's outputs."""
+    if source_targets is None:
+        return lambda rows: labels[rows]
+    sources = np.asarray(source_targets).astype("int32")
+    return lambda rows: {PROBABILITIES: labels[rows], SOURCE: sources[rows]}
+
+
+def labelled_batches(
+    split: Split, batch_size: int, x: Rows | None = None, source_targets: np.ndarray | None = None
+) -> OrderedBatches:
     """(model input, label) batches of the split in row order: validation data for `fit`."""
-    return OrderedBatches(split, batch_size, x)
+    return OrderedBatches(split, batch_size, x, source_targets=source_targets)
 
 
 def pixel_batches(split: Split, batch_size: int = 32) -> OrderedBatches:

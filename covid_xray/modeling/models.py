@@ -205,6 +205,20 @@ def build_model(config: ModelConfig, image_size: int, n_classes: int) -> keras.M
     return builders[config.kind](config, image_size, n_classes)
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def build_ensemble(members: list[keras.Model], name: str) -> keras.Model:
+    """One model of a seed ensemble's members: the same image to each, the mean of their class probabilities out."""
+    inputs = keras.Input(members[0].input_shape[1:], name="image")
+    mean = layers.Average(name="probabilities", dtype="float32")([member(inputs) for member in members])
+    return keras.Model(inputs, mean, name=name)
+
+
+def ensemble_members(model: keras.Model) -> list[keras.Model]:
+    """A seed ensemble's member models (`build_ensemble`), or [model] for a single model."""
+    if not any(isinstance(layer, layers.Average) for layer in model.layers):
+        return [model]
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
+def make_optimizer(name: str, learning_rate: float, clipnorm: float | None = None) -> keras.optimizers.Optimizer:
     optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-    return optimizers[name](learning_rate=learning_rate)
+    return optimizers[name](learning_rate=learning_rate, clipnorm=clipnorm)

@@ -17,15 +17,17 @@ from pathlib import Path
 
 import keras
 import mlflow
+import numpy as np
 from mlflow.keras import MlflowCallback
 
 from ..config import ModelConfig
 from ..data.stream import Split
 from . import backend
+from .adversarial import PROBABILITIES, SOURCE, source_index, with_source_head
 from .augmentation import augmenter
 from .features import FeatureCache, feature_cache_key, feature_extractor
 from .loader import TrainingBatches, labelled_batches
-from .models import build_model, make_optimizer, unfreeze_last_blocks
+from .models import build_ensemble, build_model, make_optimizer, unfreeze_last_blocks
 
 
 @dataclass
@@ -43,7 +45,33 @@ def with_augmentation(model: keras.Model, config: ModelConfig) -> keras.Model:
     layers = augmenter(config.augment, config.seed)
     if layers is None:
         return model
-    return keras.Sequential([keras.Input(model.input_shape[1:]), layers, model], name=f"{model.name}_training")
+    inputs = keras.Input(model.input_shape[1:])
+    return keras.Model(inputs, model(layers(inputs)), name=f"{model.name}_training")
+
+
+@dataclass
+class SourceTargets:
+    """What a source-adversarial model trains its source head on: each row's training source, as an index."""
+
+    n_sources: int
+    train: np.ndarray
+    val: np.ndarray
+
+    @classmethod
+    def of(cls, config: ModelConfig, train: Split, val: Split) -> SourceTargets | None:
+        if config.adversarial is None:
+            return None
+        if train.sources is None or val.sources is None:
+            raise ValueError("adversarial training needs the rows' sources")
+        n_sources = len(set(np.asarray(train.sources).tolist()))
+        return cls(n_sources, source_index(train.sources, train.sources), source_index(train.sources, val.sources))
+
+
+def trainable(model: keras.Model, config: ModelConfig, sources: SourceTargets | None, steps: int) -> keras.Model:
+    """The model `fit` trains: `model`, or with a source head behind gradient reversal (`adversarial`)."""
+    if sources is None or config.adversarial is None:
+        return model
+    return with_source_head(model, sources.n_sources, config.adversarial, steps)
 
 
 def _checkpoint_dir(cache_dir: str, config: ModelConfig, train: Split, phase: str) -> Path:
@@ -56,8 +84,12 @@ def _checkpoint_dir(cache_dir: str, config: ModelConfig, train: Split, phase: st
 def _callbacks(config: ModelConfig, backup: Path, extra: list) -> list:
     callbacks = [keras.callbacks.BackupAndRestore(str(backup))]
     if config.early_stopping_patience:
+        # An adversarial model stops on its classifier's validation loss: the source loss is meant to stay high.
+        monitor = f"val_{PROBABILITIES}_loss" if config.adversarial else "val_loss"
         callbacks.append(
-            keras.callbacks.EarlyStopping(patience=config.early_stopping_patience, restore_best_weights=True)
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, mode="min", patience=config.early_stopping_patience, restore_best_weights=True
+            )
         )
     return callbacks + list(extra)
 
@@ -74,9 +106,16 @@ class EpochMetrics(MlflowCallback):
     operating point come first. The end-of-validation copies (`validation_*`, no step) are not logged: the epoch's
     val_ numbers are the same."""
 
+    prefix = ""  # a seed ensemble's member i logs under epoch/m<i>_
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs:
-            mlflow.log_metrics({f"epoch/{k}": round(float(v), 5) for k, v in logs.items()}, step=epoch)
+            mlflow.log_metrics({f"epoch/{self.prefix}{k}": round(float(v), 5) for k, v in logs.items()}, step=epoch)
+
+    def for_member(self, index: int) -> EpochMetrics:
+        member = EpochMetrics()
+        member.prefix = f"m{index}_"
+        return member
 
     def on_test_end(self, logs: dict | None = None) -> None:
         pass
@@ -88,20 +127,29 @@ def argmax_accuracy() -> keras.metrics.Metric:
     return keras.metrics.SparseCategoricalAccuracy(name="argmax_accuracy")
 
 
-def _compile(model: keras.Model, optimizer: str, learning_rate: float) -> None:
+def _compile(model: keras.Model, config: ModelConfig, learning_rate: float) -> None:
+    loss = "sparse_categorical_crossentropy"
+    if config.adversarial is None:
+        model.compile(make_optimizer(config.optimizer, learning_rate), loss, metrics=[argmax_accuracy()])
+        return
     model.compile(
-        make_optimizer(optimizer, learning_rate), "sparse_categorical_crossentropy", metrics=[argmax_accuracy()]
+        make_optimizer(config.optimizer, learning_rate, config.adversarial.clipnorm),
+        {PROBABILITIES: loss, SOURCE: loss},
+        metrics={PROBABILITIES: [argmax_accuracy()], SOURCE: [keras.metrics.SparseCategoricalAccuracy("accuracy")]},
     )
 
 
 def _fit_images(model, config, learning_rate, train, val, cache_dir, stage, class_weight, extra, verbose, **epochs):
     """`fit` on the split's images (augmented per config) at `learning_rate`, checkpointed under `stage`."""
-    trained = with_augmentation(model, config)
-    _compile(trained, config.optimizer, learning_rate)
-    batches = TrainingBatches(train, config.batch_size, config.sampling, config.seed)
+    sources = SourceTargets.of(config, train, val)
+    batches = TrainingBatches(
+        train, config.batch_size, config.sampling, config.seed, source_targets=sources.train if sources else None
+    )
+    trained = with_augmentation(trainable(model, config, sources, len(batches)), config)
+    _compile(trained, config, learning_rate)
     return trained.fit(
         batches,
-        validation_data=labelled_batches(val, config.batch_size),
+        validation_data=labelled_batches(val, config.batch_size, source_targets=sources.val if sources else None),
         class_weight=class_weight,
         shuffle=False,
         callbacks=[
@@ -124,11 +172,15 @@ def _fit(
         val_features = cache.features(extractor, val, config.batch_size)
         result.feature_cache_hits, result.feature_cache_misses = cache.hits, cache.misses
         head = model.get_layer("head")  # shared with `model`: training it trains the full model's head
-        _compile(head, config.optimizer, config.learning_rate)
-        batches = TrainingBatches(train, config.batch_size, config.sampling, config.seed, x=train_features)
-        history = head.fit(
+        sources = SourceTargets.of(config, train, val)
+        batches = TrainingBatches(
+            train, config.batch_size, config.sampling, config.seed, train_features, sources.train if sources else None
+        )
+        trained = trainable(head, config, sources, len(batches))
+        _compile(trained, config, config.learning_rate)
+        history = trained.fit(
             batches,
-            validation_data=labelled_batches(val, config.batch_size, x=val_features),
+            validation_data=labelled_batches(val, config.batch_size, val_features, sources.val if sources else None),
             epochs=config.epochs,
             class_weight=class_weight,
             shuffle=False,
@@ -189,7 +241,52 @@ def train_model(
     use_feature_cache: bool = True,
     verbose: int = 2,
 ) -> TrainResult:
-    """Build and train `config`'s model; returns the trained model and its per-epoch history."""
+    """Build and train `config`'s model; returns the trained model and its per-epoch history. A seed ensemble trains
+    each member in turn (`ModelConfig.member_configs`) and returns them as one model (`models.build_ensemble`)."""
+    arguments = dict(
+        n_classes=n_classes,
+        image_size=image_size,
+        image_cache_key=image_cache_key,
+        cache_dir=cache_dir,
+        class_weight=class_weight,
+        use_feature_cache=use_feature_cache,
+        verbose=verbose,
+    )
+    if config.members == 1:
+        return _train_one(config, train, val, callbacks=callbacks, **arguments)  # type: ignore[arg-type]
+    started, result = time.perf_counter(), TrainResult(keras.Model())
+    members = []
+    for index, member in enumerate(config.member_configs()):
+        per_member = [c.for_member(index) if isinstance(c, EpochMetrics) else c for c in callbacks or []]
+        trained = _train_one(member, train, val, callbacks=per_member, **arguments)  # type: ignore[arg-type]
+        members.append(trained.model)
+        _merge_dict(result.history, trained.history, f"m{index}_")
+        result.feature_cache_hits += trained.feature_cache_hits
+        result.feature_cache_misses += trained.feature_cache_misses
+    result.model = build_ensemble(members, config.name)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _merge_dict(history: dict, new: dict, prefix: str) -> None:
+    for name, values in new.items():
+        history.setdefault(prefix + name, []).extend(values)
+
+
+def _train_one(
+    config: ModelConfig,
+    train: Split,
+    val: Split,
+    *,
+    n_classes: int,
+    image_size: int,
+    image_cache_key: str,
+    cache_dir: str,
+    class_weight: dict[int, float] | None,
+    callbacks: list | None,
+    use_feature_cache: bool,
+    verbose: int,
+) -> TrainResult:
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     if config.sampling == "source_label":

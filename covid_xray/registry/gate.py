@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from ..config import PromotionConfig
 from ..evaluation.comparison import Comparison, compare
 from ..evaluation.report import load_test_predictions
+from ..modeling.adversarial import MIN_SCORE_SD
 
 PREDICTION_COLUMNS = ("sha256", "path", "label", "group_id", "predicted")
 
@@ -56,6 +57,10 @@ def decide(
         return Decision(False, [data_problem])
     reasons: list[str] = []
     passed, evidence = True, dict[str, Any]()
+    spread = metrics.get("score_sd")
+    if spread is not None and spread < MIN_SCORE_SD:  # it answers the same whatever the image
+        passed = False
+        reasons.append(f"collapsed: p(covid) varies by {spread:.4f} (sd) over the test images < {MIN_SCORE_SD}")
     for name, minimum in (
         ("accuracy", config.min_accuracy),
         ("sensitivity", config.min_sensitivity),

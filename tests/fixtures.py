@@ -55,24 +55,34 @@ def xray_like(seed: int, label: str, size: int = 96) -> Image.Image:
     if label == "covid":  # bright patches in both lower lung fields
         for cx in (0.3, 0.7):
             image += 50 * np.exp(-((x - cx) ** 2 + (y - 0.7) ** 2) / 0.02)
+    if label == "pneumonia":  # one larger dense patch in the right upper lung field
+        image += 60 * np.exp(-((x - 0.3) ** 2 + (y - 0.4) ** 2) / 0.03)
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), mode="L")
 
 
+FINDINGS = {"covid": "COVID-19", "normal": "No Finding", "pneumonia": "Pneumonia/Bacterial/Streptococcus"}
+
+
 def write_ieee8023(
-    root: Path, n_per_class: int = 12, start_seed: int = 0, extra_rows: list[dict] | None = None
+    root: Path,
+    n_per_class: int = 12,
+    start_seed: int = 0,
+    extra_rows: list[dict] | None = None,
+    labels: tuple[str, ...] = ("covid", "normal"),
 ) -> Path:
-    """ieee8023 layout: metadata.csv (with the upstream trailing empty column) + images/."""
+    """ieee8023 layout: metadata.csv (with the upstream trailing empty column) + images/, `n_per_class` images of each
+    of `labels`."""
     folder = root / "ieee8023"
     (folder / "images").mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in range(2 * n_per_class):
-        label = "covid" if i % 2 == 0 else "normal"
+    for i in range(len(labels) * n_per_class):
+        label = labels[i % len(labels)]
         name = f"img-{start_seed + i:04d}.{'png' if i % 3 else 'jpg'}"
         xray_like(start_seed + i, label).save(folder / "images" / name, format="PNG" if i % 3 else "JPEG")
         rows.append(
             {
                 "patientid": str(1000 + (start_seed + i) // 2 * 2 + i % 2),
-                "finding": "COVID-19" if label == "covid" else "No Finding",
+                "finding": FINDINGS[label],
                 "view": "PA" if i % 4 else "AP Supine",
                 "modality": "X-ray",
                 "folder": "images",

@@ -112,6 +112,10 @@ class EpochMetrics(MlflowCallback):
         if logs:
             mlflow.log_metrics({f"epoch/{self.prefix}{k}": round(float(v), 5) for k, v in logs.items()}, step=epoch)
 
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.prefix in ("", "m0_"):  # a seed ensemble's members share their parameters: the first logs them
+            super().on_train_begin(logs)
+
     def for_member(self, index: int) -> EpochMetrics:
         member = EpochMetrics()
         member.prefix = f"m{index}_"

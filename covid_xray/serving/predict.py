@@ -29,6 +29,8 @@ class Prediction(NamedTuple):
     out_of_distribution: bool | None = None
     ood_distance: float | None = None
     ood_threshold: float | None = None
+    # A model of more than two classes (task three_class): each class's calibrated probability, by class name.
+    class_probabilities: dict[str, float] | None = None
 
 
 class Predictor:
@@ -122,7 +124,7 @@ class Predictor:
         the number of paths it covered."""
         paths = [str(p) for p in paths]
         answers: list[Prediction | ValueError | None] = [None] * len(paths)
-        covid = self.classes.index(POSITIVE)
+        covid, several = self.classes.index(POSITIVE), len(self.classes) > 2
         workers = 1 if len(paths) < PROCESSES_FROM else None
         transformed = in_processes(self.transform.pixels_or_reason, paths, workers)
         for start in range(0, len(paths), batch_size):
@@ -145,6 +147,7 @@ class Predictor:
                     None if flagged is None else bool(flagged[row]),
                     None if distance is None else float(distance[row]),
                     None if ood is None else ood.threshold,
+                    dict(zip(self.classes, map(float, scores.proba[row]), strict=True)) if several else None,
                 )
             if progress is not None:
                 progress(min(batch_size, len(paths) - start))

@@ -43,6 +43,8 @@ def prediction_record(answer: Prediction, model: str, model_uri: str) -> dict:
         "covid_probability": round(answer.covid_probability, 6),
         "threshold": round(answer.threshold, 6),
     }
+    for name, probability in (answer.class_probabilities or {}).items():  # three_class: every class's probability
+        record[f"p_{name}"] = round(probability, 6)
     distance, threshold = answer.ood_distance, answer.ood_threshold
     if answer.out_of_distribution is not None and distance is not None and threshold is not None:
         # a model logged with an out-of-distribution record

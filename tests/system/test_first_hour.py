@@ -97,7 +97,8 @@ def test_without_a_champion_predict_names_the_challenger_then_the_readme_command
         done = subprocess.run(as_run_here(command), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, (command, done.stderr[-2000:])
         if command[1] == "predict":
-            assert re.match(rf"{re.escape(image)}\t(covid|normal)\tcovid_probability=0\.\d+", done.stdout), done.stdout
+            answered = rf"{re.escape(image)}\t(covid|non_covid)\tcovid_probability=0\.\d+"
+            assert re.match(answered, done.stdout), done.stdout
         if command[1] == "card":
             assert done.stdout.startswith("# Model card: covid-xray version 1 (@challenger)")
         if command[1] == "compare":
@@ -119,7 +120,7 @@ def test_the_readme_servers_answer_and_leave_nothing_behind_after_sigterm(after_
             image = ROOT / next(c for c in readme_commands() if c[1] == "predict")[-1]
             request = image_request(f"http://127.0.0.1:{port}/invocations", [image])
             (answer,) = first_answer(server, request, 240, "covid-xray serve")["predictions"]
-            assert answer["status"] == "ok" and answer["class"] in ("covid", "normal")
+            assert answer["status"] == "ok" and answer["class"] in ("covid", "non_covid")
             oversized = urllib.request.Request(request.full_url, data=b"A" * (50 * 2**20), headers=request.headers)
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(oversized, timeout=60)  # noqa: S310 - the test's own loopback server

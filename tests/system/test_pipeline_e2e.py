@@ -105,10 +105,10 @@ def test_pipeline_trains_tracks_registers_and_promotes(project):
             "label",
             "group_id",
             "p_covid",
-            "p_normal",
+            "p_non_covid",
             "predicted",
         ]
-        at_threshold = np.where(predictions["p_covid"] >= point["threshold"], "covid", "normal")
+        at_threshold = np.where(predictions["p_covid"] >= point["threshold"], "covid", "non_covid")
         assert (predictions["predicted"] == at_threshold).all()
         assert run.data.metrics["test_n_groups"] <= run.data.metrics["test_n"]
     parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
@@ -172,11 +172,11 @@ def test_predict_answers_good_images_and_reports_bad_ones(project):
         "model_uri": refused["model_uri"],
         "reason": "not a readable image (UnidentifiedImageError)",
     }
-    assert answer["path"] == str(good) and answer["class"] in ("covid", "normal") and answer["status"] == "ok"
+    assert answer["path"] == str(good) and answer["class"] in ("covid", "non_covid") and answer["status"] == "ok"
     # the evaluate step recorded the out-of-distribution threshold with the model
     assert isinstance(answer["out_of_distribution"], bool) and answer["ood_threshold"] > 0
     assert 0.0 <= answer["covid_probability"] <= 1.0 and 0.0 < answer["threshold"] < 1.0  # chosen on validation
-    assert answer["class"] == ("covid" if answer["covid_probability"] >= answer["threshold"] else "normal")
+    assert answer["class"] == ("covid" if answer["covid_probability"] >= answer["threshold"] else "non_covid")
     assert answer["model"] == f"{MODEL} v1 (@champion)"
     # Only the file that could not be read (the refused one is answered in place), nothing from TensorFlow, MLflow
     # or ZenML.
@@ -229,9 +229,8 @@ def test_champion_loads_with_pyfunc_and_zenml_model_is_in_production(project):
         answer = model.predict(pd.DataFrame({"image": [encode_image(tmp / "data/ieee8023/images/img-0001.png")]}))
         assert list(answer.columns[:5]) == ["status", "reason", "class", "covid_probability", "threshold"]
         assert answer["status"][0] == "ok" and answer["ood_threshold"][0] > 0  # recorded by the evaluate step
-        assert (
-            answer["class"][0] in ("covid", "normal") and abs(answer[["p_covid", "p_normal"]].sum(axis=1)[0] - 1) < 1e-4
-        )
+        assert answer["class"][0] in ("covid", "non_covid")
+        assert abs(answer[["p_covid", "p_non_covid"]].sum(axis=1)[0] - 1) < 1e-4
     finally:
         mlflow.set_tracking_uri(None)
     champion = client.get_model_version_by_alias(MODEL, "champion")
@@ -443,7 +442,7 @@ def test_real_data_run_is_complete_in_mlflow(project, real_run):
     try:
         model = mlflow.pyfunc.load_model("models:/covid-xray-real@champion")
         some_file = next((SHARED / "ieee8023/images").iterdir())
-        assert model.predict(pd.DataFrame({"image": [encode_image(some_file)]}))["class"][0] in ("covid", "normal")
+        assert model.predict(pd.DataFrame({"image": [encode_image(some_file)]}))["class"][0] in ("covid", "non_covid")
     finally:
         mlflow.set_tracking_uri(None)
     assert champion.tags["promotion_decision"] == "promoted"
@@ -510,3 +509,34 @@ def test_real_champion_answers_as_it_was_evaluated_in_predict_pyfunc_and_serving
         assert list(classes) == list(rows["predicted"]), name
     served_p = np.asarray([s["covid_probability"] for s in served_dicom], float)
     assert np.abs(served_p - [p["covid_probability"] for p in from_png]).max() < 1e-4  # predict --json rounds to 1e-6
+
+
+def test_three_class_trains_and_predicts_end_to_end(project):
+    """task: three_class on generated covid, normal and pneumonia images: the run trains, logs per-class metrics and
+    promotes; predict answers with each class's probability."""
+    tmp, _, cli, client = project
+    write_ieee8023(tmp / "data-three", n_per_class=16, labels=("covid", "normal", "pneumonia"))
+    raw = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+    raw["task"] = "three_class"
+    del raw["data"]["classes"]  # every finding the source labels
+    raw["data"] |= {"root": str(tmp / "data-three"), "cache_dir": str(tmp / "cache-three")}
+    raw["models"] = [m for m in raw["models"] if m["name"] == "cnn-tiny"]
+    raw["promotion"]["model_name"] = "covid-xray-three"
+    raw["tracking"] = {"experiment": "three-class"}
+    (tmp / "three.yaml").write_text(yaml.safe_dump(raw))
+    result = cli("run", "--config", str(tmp / "three.yaml"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    experiment = client.get_experiment_by_name("three-class")
+    (run,) = client.search_runs([experiment.experiment_id], filter_string="tags.`model.variant` = 'cnn-tiny'")
+    for name in ("covid", "normal", "pneumonia"):
+        assert 0.0 <= run.data.metrics[f"test_class.{name}.recall"] <= 1.0
+        assert run.data.metrics[f"test_class.{name}.n"] > 0
+    pneumonia = next((tmp / "data-three/ieee8023/images").glob("img-0002.*"))
+    answered = cli("predict", "--model-name", "covid-xray-three", "--json", str(pneumonia))
+    assert answered.returncode == 0, answered.stderr
+    (record,) = predicted_json(answered)
+    probabilities = {name: record[f"p_{name}"] for name in ("covid", "normal", "pneumonia")}
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert record["covid_probability"] == probabilities["covid"]
+    others = max(("normal", "pneumonia"), key=probabilities.__getitem__)
+    assert record["class"] == ("covid" if record["covid_probability"] >= record["threshold"] else others)

@@ -112,6 +112,17 @@ def _sources_section(client: MlflowClient, parent_id: str | None) -> list[str]:
     ]
 
 
+def _recipe(params: dict) -> str:
+    """What the variant's training adds to its architecture, from its logged parameters: ', source-adversarial head
+    (weight w)', ', ensemble of K seeds'; empty for a plain model."""
+    parts = []
+    if params.get("model.adversarial.weight") not in (None, "None"):
+        parts.append(f"source-adversarial head (weight {params['model.adversarial.weight']})")
+    if params.get("model.members", "1") != "1":
+        parts.append(f"ensemble of {params['model.members']} seeds")
+    return "".join(f", {part}" for part in parts)
+
+
 def model_card(client: MlflowClient, model_name: str, version: str) -> str:
     """The Markdown card of `model_name` version `version`."""
     found = client.get_model_version(model_name, str(version))
@@ -125,7 +136,8 @@ def model_card(client: MlflowClient, model_name: str, version: str) -> str:
     lines = [
         f"# Model card: {model_name} version {found.version}{aliases}",
         "",
-        f"Variant `{variant}` ({params.get('model.kind', '?')}, {params.get('data.image_size', '?')} px input), "
+        f"Variant `{variant}` ({params.get('model.kind', '?')}, {params.get('data.image_size', '?')} px input"
+        f"{_recipe(params)}), task `{params.get('task', 'covid_vs_rest')}`, "
         f"MLflow run `{run_id}`, data version `{tags.get('data.manifest_hash', 'unknown')}` "
         f"(DVC `{tags.get('data.dvc_md5', 'unknown')}`), code `{tags.get('git.commit', 'unknown')[:12]}`.",
         "",

@@ -131,7 +131,8 @@ def test_card_says_what_the_runs_recorded(client):
     client.set_registered_model_alias(MODEL, "champion", version)
     card = model_card(client, MODEL, version)
     assert card.startswith(f"# Model card: {MODEL} version {version} (@champion)\n")
-    assert "Variant `cnn-small` (cnn, 224 px input)" in card and "data version `abc123def456`" in card
+    assert "Variant `cnn-small` (cnn, 224 px input), task `covid_vs_rest`" in card
+    assert "data version `abc123def456`" in card
     assert "## Intended use" in card and "Diagnosing, screening or triaging patients" in card
     assert "25 images from 2 source(s)" in card
     assert "| hospital-a | covid | 6 | 2 | 2 | 10 |" in card and "| hospital-b | normal | 8 | 2 | 3 | 13 |" in card
@@ -183,6 +184,12 @@ def test_a_run_that_recorded_little_gets_a_card_that_says_so(client):
     assert "No operating point was recorded for this run: the class is the covid probability >= 0.5." in card
     assert "The run recorded no test metrics." in card and "Not run for this model" in card
     assert "## Shortcut check\n\nNot recorded for this run." in card and "## Promotion" not in card
+
+
+def test_card_names_the_training_recipe_and_the_task(client):
+    params = {"task": "three_class", "model.adversarial.weight": "0.3", "model.members": "5"}
+    card = model_card(client, MODEL, register(client, model_run(client, params=params)))
+    assert "(cnn, 224 px input, source-adversarial head (weight 0.3), ensemble of 5 seeds), task `three_class`" in card
 
 
 def test_logged_card_is_an_artifact_of_the_run_and_the_version_description(client, tmp_path):

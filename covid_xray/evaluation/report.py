@@ -94,6 +94,14 @@ def load_test_predictions(run_id: str, required: tuple[str, ...] = ()) -> pd.Dat
 INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc")
 
 
+LOOKS = (
+    "gradcam.border_share",
+    "gradcam.border_area_share",
+    "shortcut.source_accuracy",
+    "shortcut.source_majority_rate",
+)
+
+
 def write_dvc_outputs(
     uri: str, experiment: str, pipeline_run_name: str, folder: str | Path, classes: Sequence[str]
 ) -> Path:
@@ -125,6 +133,8 @@ def write_dvc_outputs(
             and "_wilson_" not in k
             and ("_ci_" not in k or k.split("_ci_")[0].removeprefix("test_") in INTERVAL_METRICS)
         }
+        # where the model looks and what its features tell apart besides the disease, beside its scores
+        metrics["models"][variant] |= {k: round(run.data.metrics[k], 4) for k in LOOKS if k in run.data.metrics}
         mean = parent.data.metrics.get(f"loso_mean_balanced_accuracy.{variant}")
         if mean is not None:
             metrics["models"][variant]["loso_mean_balanced_accuracy"] = round(mean, 4)

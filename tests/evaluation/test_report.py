@@ -25,7 +25,7 @@ def store(tmp_path: Path):
     mlflow.set_tracking_uri(None)
 
 
-def log_evaluated_variant(variant: str, operating_point: OperatingPoint) -> dict:
+def log_evaluated_variant(variant: str, operating_point: OperatingPoint, logged: dict | None = None) -> dict:
     """A model-variant run as the evaluate step logs it: metrics with patient intervals, threshold, predictions."""
     labels = np.array(["covid"] * 6 + ["normal"] * 6)
     p_covid = np.array([0.9, 0.8, 0.45, 0.42, 0.2, 0.1, 0.44, 0.3, 0.2, 0.1, 0.1, 0.05])
@@ -34,7 +34,7 @@ def log_evaluated_variant(variant: str, operating_point: OperatingPoint) -> dict
     metrics = covid_metrics(labels, proba, CLASSES, groups, operating_point.threshold)
     with mlflow.start_run(run_name=variant, nested=True):
         mlflow.set_tags({"model.variant": variant, "model_uri": f"models:/fake-{variant}"})
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)} | (logged or {}))
         mlflow.log_params({"operating_point.threshold": operating_point.threshold})
         frame = pd.DataFrame(
             {
@@ -55,7 +55,8 @@ def log_evaluated_variant(variant: str, operating_point: OperatingPoint) -> dict
 def test_dvc_outputs_use_the_recorded_predictions_and_compare_shows_the_patient_intervals(store, tmp_path: Path):
     with mlflow.start_run(run_name="pipeline-1"):
         low = log_evaluated_variant("low-threshold", OperatingPoint(0.4, "youden"))
-        log_evaluated_variant("default", OperatingPoint())
+        looks = {"gradcam.border_share": 0.7093, "shortcut.source_accuracy": 0.84}  # logged by the evaluate step
+        log_evaluated_variant("default", OperatingPoint(), looks)
         mlflow.log_metrics({"data.images_kept": 12, "loso_mean_balanced_accuracy.default": 0.61})
         folds = pd.DataFrame(
             {"held_out": ["s", "t"], "n": [5, 7], "balanced_accuracy": [0.6, 0.62], "both_labels": [True, True]}
@@ -71,6 +72,7 @@ def test_dvc_outputs_use_the_recorded_predictions_and_compare_shows_the_patient_
         }
     }
     models = json.loads(written.read_text())["models"]
+    assert models["default"]["gradcam.border_share"] == 0.7093 and models["default"]["shortcut.source_accuracy"] == 0.84
     assert models["low-threshold"]["threshold"] == 0.4 and models["low-threshold"]["sensitivity"] == 0.6667
     assert models["default"]["sensitivity"] == 0.3333
     assert not any("_wilson_" in k for k in models["default"])  # the patient-group intervals of the table's metrics

@@ -21,8 +21,8 @@ from mlflow.exceptions import MlflowException
 
 from ..config import PromotionConfig
 from ..evaluation.comparison import Comparison, compare
+from ..evaluation.metrics import MIN_SCORE_SD
 from ..evaluation.report import load_test_predictions
-from ..modeling.adversarial import MIN_SCORE_SD
 
 PREDICTION_COLUMNS = ("sha256", "path", "label", "group_id", "predicted")
 

@@ -1,5 +1,6 @@
-"""Any Keras backend: the same batches for a seed, gradients through the adapter, and a model trained under JAX (or
-PyTorch, where installed) that the TensorFlow pyfunc serves with the same answers on real X-rays."""
+"""Any Keras backend: the same batches for a seed, gradients through the adapter and the gradient reversal, and a
+source-adversarial seed ensemble trained under JAX (or PyTorch, where installed) that the TensorFlow pyfunc serves with
+the same answers on real X-rays."""
 
 import json
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 import keras, numpy as np
 from covid_xray.config import ModelConfig
 from covid_xray.modeling import backend
+from covid_xray.modeling.adversarial import GradientReversal
 from covid_xray.modeling.sampling import balanced_batches, shuffled_batches
 from covid_xray.modeling.training import train_model
 from fixtures import tiny_split
@@ -38,10 +40,16 @@ plans = {"shuffle": [b.tolist() for b in shuffled_batches(11, 4, seed=7, epoch=3
 x = np.linspace(-2, 2, 5, dtype="float32")
 value, gradient = backend.value_and_gradient(lambda t: t * t, x)
 assert np.allclose(value, x * x) and np.allclose(gradient, 2 * x), (value, gradient)
+reversal = GradientReversal(weight=0.5, warmup_steps=0, ramp_steps=1)
+reversal.steps.assign(5.0)
+value, gradient = backend.value_and_gradient(lambda t: reversal(t) * x, x)
+assert np.array_equal(value, x * x) and np.allclose(gradient, -0.5 * 0.99990920 * x, rtol=1e-5), (value, gradient)
 train, val = tiny_split(12, 0, out / "data", 64), tiny_split(6, 40, out / "data", 64)
-train.sources = np.array(["a", "b"] * 6)
+train.sources, val.sources = np.array(["a", "b"] * 6), np.array(["a", "b"] * 3)
+# the source-adversarial seed ensemble: the reversal, the source head and the members' mean under this backend
 config = ModelConfig(name="cnn-small", kind="cnn", conv_filters=[4, 8], head={"dense_units": [8]}, epochs=2,
-                     batch_size=4, augment="acquisition", sampling="source_label")
+                     batch_size=4, augment="acquisition", sampling="source_label", members=2,
+                     adversarial={"weight": 0.5, "warmup_epochs": 0, "ramp_epochs": 1, "units": 4})
 model = train_model(config, train, val, n_classes=2, image_size=64, image_cache_key="k", cache_dir=str(out / "c"),
                     verbose=0).model
 model.save(out / "model.keras")

@@ -83,9 +83,10 @@ def evaluate(
     before, after = reliability(test_labels, test_raw, classes), reliability(test_labels, test_proba, classes)
     test_metrics |= per_class_metrics(test_labels, test_proba, classes, point.threshold)
     covid = classes.index(POSITIVE)
-    # How much p(covid) varies over the images: near 0, the model answers the same whatever the image (collapsed).
-    test_metrics["score_sd"] = float(np.std(test_proba[:, covid])) if len(test_proba) else float("nan")
-    val_metrics["score_sd"] = float(np.std(val_proba[:, covid])) if len(val_proba) else float("nan")
+    # How much the network's own p(covid) varies over the images (before calibration, which flattens a weak model's
+    # answers without making it constant): near 0, it answers the same whatever the image (collapsed).
+    test_metrics["score_sd"] = float(np.std(test_raw[:, covid])) if len(test_raw) else float("nan")
+    val_metrics["score_sd"] = float(np.std(val_raw[:, covid])) if len(val_raw) else float("nan")
     test_metrics |= {
         "ece": after["ece"],
         "ece_before_calibration": before["ece"],

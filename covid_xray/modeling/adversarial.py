@@ -78,4 +78,3 @@ def source_index(train_sources: np.ndarray, sources: np.ndarray) -> np.ndarray:
     validation-only source) is 0: its source loss is reported, never trained on."""
     known = {name: i for i, name in enumerate(sorted(set(np.asarray(train_sources).tolist())))}
     return np.array([known.get(name, 0) for name in np.asarray(sources).tolist()], np.int32)
-

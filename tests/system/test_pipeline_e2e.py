@@ -520,7 +520,8 @@ def test_three_class_trains_and_predicts_end_to_end(project):
     raw["task"] = "three_class"
     del raw["data"]["classes"]  # every finding the source labels
     raw["data"] |= {"root": str(tmp / "data-three"), "cache_dir": str(tmp / "cache-three")}
-    raw["models"] = [m for m in raw["models"] if m["name"] == "cnn-tiny"]
+    # long enough to learn the three generated signals (2 epochs leave a model the gate refuses as collapsed)
+    raw["models"] = [m | {"epochs": 12} for m in raw["models"] if m["name"] == "cnn-tiny"]
     raw["promotion"]["model_name"] = "covid-xray-three"
     raw["tracking"] = {"experiment": "three-class"}
     (tmp / "three.yaml").write_text(yaml.safe_dump(raw))

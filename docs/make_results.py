@@ -12,6 +12,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 SHOWN = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc")
 
@@ -92,8 +94,9 @@ def page(metrics: dict, loso: dict, source: str, folder: str = "eval", config: s
         border, area = numbers.get("gradcam.border_share", float("nan")), numbers.get("gradcam.border_area_share")
         source_accuracy = numbers.get("shortcut.source_accuracy", float("nan"))
         majority = numbers.get("shortcut.source_majority_rate", float("nan"))
+        looked = f"{border:.3f}" if area is None or np.isfinite(border) else "no covid heat in any image"
         lines.append(
-            f"| `{name}` | {border:.3f} ({float('nan') if area is None else area:.2f}) | "
+            f"| `{name}` | {looked} ({float('nan') if area is None else area:.2f}) | "
             f"{source_accuracy:.3f} ({majority:.2f}) |"
         )
     lines += [

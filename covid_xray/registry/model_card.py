@@ -242,6 +242,11 @@ def model_card(client: MlflowClient, model_name: str, version: str) -> str:
             if "warning.edge_attention" in tags
             else "No edge warning: the heatmaps are no more on the image's edges than an even spread would be."
         )
+    elif metrics.get("gradcam.images") == 0:
+        lines.append(
+            f"Grad-CAM found no positive evidence for {POSITIVE} in any of the measured test images (its maps were "
+            "empty): where this model looks cannot be shown this way."
+        )
     else:
         lines.append("Not recorded for this run.")
     subgroups = _artifact_text(client, run_id, "evaluation/subgroups.csv")

@@ -188,8 +188,10 @@ def test_a_run_that_recorded_little_gets_a_card_that_says_so(client):
 
 def test_card_names_the_training_recipe_and_the_task(client):
     params = {"task": "three_class", "model.adversarial.weight": "0.3", "model.members": "5"}
-    card = model_card(client, MODEL, register(client, model_run(client, params=params)))
+    metrics = {"gradcam.images": 0.0, "gradcam.border_area_share": 0.41}  # every Grad-CAM map was empty
+    card = model_card(client, MODEL, register(client, model_run(client, params=params, metrics=metrics)))
     assert "(cnn, 224 px input, source-adversarial head (weight 0.3), ensemble of 5 seeds), task `three_class`" in card
+    assert "Grad-CAM found no positive evidence for covid in any of the measured test images" in card
 
 
 def test_logged_card_is_an_artifact_of_the_run_and_the_version_description(client, tmp_path):

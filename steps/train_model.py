@@ -13,6 +13,7 @@ from covid_xray.data.dataset import image_cache
 from covid_xray.data.provenance import data_version
 from covid_xray.data.rebalance import class_weights
 from covid_xray.data.stream import Split
+from covid_xray.modeling.adversarial import divergence
 from covid_xray.modeling.training import EpochMetrics
 from covid_xray.modeling.training import train_model as fit
 from covid_xray.ops.tracking import flat_params, git_commit, hardware, log_training_dataset
@@ -58,6 +59,10 @@ def train_model(
             class_weight=class_weights(train_set.labels, len(config.classes), config.rebalance.strategy),
             callbacks=[EpochMetrics()],
         )
+        runaway = divergence(result.history)
+        if runaway:
+            mlflow.set_tag("warning.adversarial_divergence", runaway)
+            logger.warning("%s: %s", model_name, runaway)
         mlflow.log_metrics(
             {
                 "train_seconds": result.seconds,

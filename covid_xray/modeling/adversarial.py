@@ -73,6 +73,27 @@ def with_source_head(
     return keras.Model(model.inputs, outputs, name=f"{model.name}_adversarial")
 
 
+# A source loss that grows this many times over its warm-up value: the reversed gradient won by inflating the features
+# rather than by hiding the source.
+DIVERGENCE_FACTOR = 10.0
+
+
+def divergence(history: dict[str, list[float]]) -> str | None:
+    """A warning when a source-adversarial training's source loss (any member's) ran away: the features grew until
+    the source head could no longer keep up, and early stopping kept an epoch from before (the model is then close
+    to one trained for those few epochs); None when it stayed within `DIVERGENCE_FACTOR` of its first epoch."""
+    for name, losses in sorted(history.items()):
+        if not name.endswith(f"{SOURCE}_loss") or "val_" in name or len(losses) < 2:
+            continue
+        if max(losses) > DIVERGENCE_FACTOR * losses[0]:
+            peak = int(np.argmax(losses))
+            return (
+                f"adversarial divergence: {name} rose from {losses[0]:.2f} to {max(losses):.1f} by epoch {peak + 1}; "
+                "early stopping kept the epoch with the best validation loss of the classifier"
+            )
+    return None
+
+
 def source_index(train_sources: np.ndarray, sources: np.ndarray) -> np.ndarray:
     """Each row's source as an index into the training sources (sorted); a source the training rows lack (a
     validation-only source) is 0: its source loss is reported, never trained on."""

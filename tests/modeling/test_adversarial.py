@@ -5,7 +5,7 @@ from fixtures import tiny_split
 
 from covid_xray.config import AdversarialConfig, ModelConfig
 from covid_xray.modeling import backend
-from covid_xray.modeling.adversarial import GradientReversal, reversal_strength
+from covid_xray.modeling.adversarial import GradientReversal, divergence, reversal_strength
 from covid_xray.modeling.training import train_model
 
 
@@ -61,3 +61,12 @@ def test_adversarial_needs_balanced_batches_and_features_it_can_change():
         ModelConfig(name="a", kind="cnn", adversarial={})
     with pytest.raises(ValueError, match="linear head has no features"):
         ModelConfig(name="a", kind="vgg16", head={"dense_units": []}, sampling="source_label", adversarial={})
+
+
+def test_a_runaway_source_loss_is_named_and_a_steady_one_is_not():
+    # the measured curve of cnn-small-adversarial-w1 on the default data (configs/recipes.yaml), and a steady one
+    runaway = {"source_loss": [1.6, 1.62, 102.08, 1839.67, 6250.2], "val_source_loss": [1.6, 1.6, 90.0, 900.0, 1752.0]}
+    warning = divergence(runaway)
+    assert warning is not None and "source_loss rose from 1.60 to 6250.2 by epoch 5" in warning
+    assert divergence({"m3_source_loss": [1.6, 9000.0]}).startswith("adversarial divergence: m3_source_loss")
+    assert divergence({"source_loss": [5.61, 8.62, 16.93, 13.33, 5.99], "loss": [1.0, 50.0]}) is None

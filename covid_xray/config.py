@@ -285,6 +285,9 @@ class ModelConfig(Strict):
     # Seeds the weights' initialisation, the batches drawn (covid_xray.modeling.sampling) and the augmentation: two runs
     # with the same seed, data and backend train the same model.
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    # Train (and choose the operating point) on these findings only, while the test split and leave-one-source-out
+    # score every kept finding: [covid, normal] is the plain recipe, scored on the same images as the others.
+    train_findings: list[ClassName] | None = None
     # Source-adversarial training (see AdversarialConfig); null trains the classifier alone.
     adversarial: AdversarialConfig | None = None
     # A seed ensemble: this many members trained alike with seeds seed, seed+1, ...; the variant is one model whose
@@ -454,6 +457,13 @@ class RunConfig(Strict):
         unknown = sorted(set(self.evaluation.loso_models or []) - set(names))
         if unknown:
             raise ValueError(f"evaluation.loso_models: no model named {unknown}; have {names}")
+        for model in self.models:
+            kept = set(model.train_findings or self.data.findings)
+            if not kept <= set(self.data.findings) or POSITIVE not in kept or len(kept) < 2:
+                raise ValueError(
+                    f"models.{model.name}.train_findings must be covid and at least one other of the kept findings "
+                    f"{self.data.findings}, got {model.train_findings}"
+                )
         if self.task == "three_class" and len(self.data.findings) != 3:
             raise ValueError(f"task three_class needs the findings covid, normal, pneumonia; got {self.data.findings}")
         return self

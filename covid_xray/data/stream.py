@@ -117,6 +117,12 @@ class Split:
             pick(self.findings),
         )
 
+    def with_findings(self, findings: Sequence[str] | None) -> Split:
+        """The rows whose finding is one of `findings` (all rows for None, or a split that records no findings)."""
+        if findings is None or self.findings is None:
+            return self
+        return self.subset(np.flatnonzero(np.isin(np.asarray(self.findings), list(findings))))
+
     def pixels(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """(n, size, size) uint8 cached pixels of `rows` (default all: only for small splits, it is N × pixels)."""
         keys = self.keys if rows is None else [self.keys[i] for i in np.asarray(rows, dtype=np.int64)]

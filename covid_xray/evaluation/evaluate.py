@@ -73,6 +73,8 @@ def evaluate(
 ) -> Evaluation:
     """Score `model` (trained on `train`, early-stopped on `val`) on `test`, at the operating point chosen on `val`."""
     classes = list(config.classes)
+    # a variant trained on some findings only chooses its operating point among them; the test scores them all
+    train, val = train.with_findings(model_config.train_findings), val.with_findings(model_config.train_findings)
     test_raw, test_features, test_ood = predict_for_evaluation(model, pixel_batches(test))
     val_raw, val_features, val_ood = predict_for_evaluation(model, pixel_batches(val))
     test_labels, val_labels = class_names(test, classes), class_names(val, classes)

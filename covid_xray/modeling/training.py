@@ -293,6 +293,7 @@ def _train_one(
 ) -> TrainResult:
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
+    train, val = train.with_findings(config.train_findings), val.with_findings(config.train_findings)
     if config.sampling == "source_label":
         class_weight = None  # the sampler already draws every (source, label) cell, so every label, evenly
     previous_policy = keras.config.dtype_policy()

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from fixtures import ROBUST, ROOT, write_ieee8023
 
-from covid_xray.config import load_config, parse_config
+from covid_xray.config import ConfigError, load_config, parse_config
 from covid_xray.data.dataset import split_of
 from covid_xray.data.ingest import ingest, read_sources
 from covid_xray.modeling.loader import TrainingBatches
@@ -59,3 +60,18 @@ def test_pneumonia_is_a_negative_under_covid_vs_rest_and_its_own_class_under_thr
     assert three.classes == ["covid", "normal", "pneumonia"]
     labels = split_of(manifest, three).labels
     np.testing.assert_array_equal(labels, manifest["label"].map({"covid": 0, "normal": 1, "pneumonia": 2}))
+
+
+def test_a_plain_recipe_trains_on_covid_and_normal_and_is_scored_on_every_finding(tmp_path: Path):
+    raw = raw_config(tmp_path, "covid_vs_rest")
+    raw["models"] = [{"name": "plain", "kind": "cnn", "train_findings": ["covid", "normal"]}]
+    config = parse_config(raw)
+    write_ieee8023(tmp_path / "data", n_per_class=4, labels=("covid", "normal", "pneumonia"))
+    manifest, _ = ingest(config.data, config.validation)
+    split = split_of(manifest, config)
+    trained_on = split.with_findings(config.models[0].train_findings)
+    assert sorted(set(trained_on.findings)) == ["covid", "normal"] and len(trained_on) == 8
+    assert split.with_findings(None) is split and len(split) == 12  # what the test split scores
+    raw["models"][0]["train_findings"] = ["normal", "pneumonia"]
+    with pytest.raises(ConfigError, match="train_findings must be covid and at least one other"):
+        parse_config(raw)

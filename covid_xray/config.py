@@ -104,6 +104,14 @@ class SourceConfig(Strict):
         classes = READER_CLASSES[self.reader]
         return classes if self.labels is None else classes & {c for c in self.labels.values() if c}
 
+    def expected_classes(self) -> frozenset[str]:
+        """The findings this source is expected to list: its reader's or its mapping's; a user's export read by class
+        names (a `folder` or `csv` reader without `labels`) may label any finding, and is expected to list covid
+        and normal (a pneumonia folder it lists is kept when the run keeps pneumonia)."""
+        if self.labels is None and "labels" in READER_OPTIONS.get(self.reader, ()):
+            return self.provided_classes() & {POSITIVE, "normal"}
+        return self.provided_classes()
+
     @field_validator("patient_pattern")
     @classmethod
     def _pattern_compiles(cls, value: str | None) -> str | None:
@@ -200,7 +208,7 @@ class DataConfig(Strict):
         """The findings the run keeps: `classes`, or every finding the sources label (covid first)."""
         if self.classes is not None:
             return list(self.classes)
-        provided = set().union(*(s.provided_classes() for s in self.sources if s.reader in READER_CLASSES))
+        provided = set().union(*(s.expected_classes() for s in self.sources if s.reader in READER_CLASSES))
         return [c for c in CLASSES if c in provided]
 
 

@@ -6,7 +6,7 @@ import annotated_types
 import pytest
 import yaml
 
-from covid_xray.config import ConfigError, RunConfig, load_config, nested_model, parse_config
+from covid_xray.config import ConfigError, DataConfig, RunConfig, SourceConfig, load_config, nested_model, parse_config
 
 
 def raw() -> dict:
@@ -325,3 +325,16 @@ def test_an_absurd_setting_is_refused_naming_the_key_the_bound_and_why(section, 
         ConfigError, match=rf"{re.escape(where)}: Input should be less than or equal to [\d.e+]+ \(.*{reason}"
     ):
         parse_config(config, "x.yaml")
+
+
+def test_findings_default_to_what_the_sources_label_and_an_unmapped_export_counts_as_covid_and_normal():
+    def data(*sources: dict) -> DataConfig:
+        return DataConfig(sources=[SourceConfig(**source) for source in sources])
+
+    export = {"reader": "folder", "path": "export", "name": "hospital"}
+    assert data(export).findings == ["covid", "normal"]  # a user's covid/normal export needs no `classes`
+    both = data({"reader": "ieee8023", "path": "ieee8023"}, export)
+    assert both.findings == ["covid", "normal", "pneumonia"]
+    assert both.sources[1].expected_classes() == {"covid", "normal"}  # the pre-flight does not ask it for pneumonia
+    mapped = data(export | {"labels": {"COVID": "covid", "Viral": "pneumonia"}})
+    assert mapped.findings == ["covid", "pneumonia"]

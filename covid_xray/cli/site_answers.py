@@ -13,6 +13,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from ..evaluation.site import site_report, write_report
+from ..labels import POSITIVE, REST
 from ..serving.predict import ModelNotFound
 from .answers import registered_predictor
 from .common import fail
@@ -45,7 +46,7 @@ def answer_site(
         rows[kept].reset_index(drop=True),
         np.asarray([a.covid_probability for a in scored]),
         None if flags[0] is None else np.asarray(flags, dtype=bool),
-        predictor.classes,
+        predictor.classes if len(predictor.classes) == 2 else [POSITIVE, REST],  # three classes: covid vs the rest
         predictor.threshold,
         predictor.description,
         refused,

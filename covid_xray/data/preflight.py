@@ -88,7 +88,7 @@ def check_sources(config: RunConfig) -> pd.DataFrame:
     for source in data.sources:
         listed = candidates[candidates["source"] == source.label]
         dropped = drops[(drops["source"] == source.label) & (drops["reason"] != "no usable images in source")]
-        for label in [c for c in data.findings if c in source.provided_classes()]:
+        for label in [c for c in data.findings if c in source.expected_classes()]:
             rows = listed[listed["label"] == label]
             if rows.empty:
                 where = f"source {source.label!r} ({Path(data.root) / source.path})"

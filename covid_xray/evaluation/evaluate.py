@@ -73,12 +73,15 @@ def evaluate(
 ) -> Evaluation:
     """Score `model` (trained on `train`, early-stopped on `val`) on `test`, at the operating point chosen on `val`."""
     classes = list(config.classes)
-    # a variant trained on some findings only chooses its operating point among them; the test scores them all
-    train, val = train.with_findings(model_config.train_findings), val.with_findings(model_config.train_findings)
     test_raw, test_features, test_ood = predict_for_evaluation(model, pixel_batches(test))
     val_raw, val_features, val_ood = predict_for_evaluation(model, pixel_batches(val))
     test_labels, val_labels = class_names(test, classes), class_names(val, classes)
-    point = operating_point_on_validation(val_labels, val_raw, classes, config, context)
+    # A variant trained on some findings only (`train_findings`) chooses its operating point among them, as it was
+    # early-stopped on them; its validation and test metrics, like every variant's, score every kept finding.
+    seen = np.ones(len(val), bool)
+    if model_config.train_findings is not None and val.findings is not None:
+        seen = np.isin(np.asarray(val.findings), model_config.train_findings)
+    point = operating_point_on_validation(val_labels[seen], val_raw[seen], classes, config, context)
     test_proba, val_proba = point.calibrate(test_raw, classes), point.calibrate(val_raw, classes)
     test_metrics = covid_metrics(test_labels, test_proba, classes, test.groups, point.threshold)
     val_metrics = covid_metrics(val_labels, val_proba, classes, val.groups, point.threshold)
@@ -95,7 +98,7 @@ def evaluate(
         "brier_before_calibration": before["brier"],
     }
     # Fitted on the training split's features, threshold on validation's: the flags the logged model raises.
-    ood = fit_detector(model, model_config, train, val_ood, config)
+    ood = fit_detector(model, model_config, train.with_findings(model_config.train_findings), val_ood, config)
     test_metrics["ood_flag_rate"] = ood.flag_rate(test_ood)
     val_metrics["ood_flag_rate"] = ood.val_flag_rate
     return Evaluation(

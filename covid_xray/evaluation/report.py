@@ -12,7 +12,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from sklearn.metrics import roc_curve
 
-from ..labels import POSITIVE
+from ..labels import POSITIVE, as_outputs
 
 DESCRIPTION = "mlflow.note.content"  # the tag MLflow's UI shows as a run's description
 
@@ -152,7 +152,7 @@ def write_dvc_outputs(
             raise ValueError(f"run {run.info.run_id} predicted classes {unknown} that are not in {classes}")
         for kind in ("roc", "confusion"):
             (folder / "plots" / kind).mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"actual": frame["label"], "predicted": frame["predicted"]}).to_csv(
+        pd.DataFrame({"actual": as_outputs(frame["label"], classes), "predicted": frame["predicted"]}).to_csv(
             folder / "plots" / "confusion" / f"{variant}.csv", index=False
         )
         fpr, tpr, _ = roc_curve(frame["label"] == POSITIVE, frame[f"p_{POSITIVE}"])

@@ -55,7 +55,12 @@ class GradientReversal(layers.Layer):
 
 
 def hidden_features(model: keras.Model):
-    """The classifier's last hidden features, which the source head reads: the input of its output layer."""
+    """The classifier's last hidden features, which the source head reads: the input of its output layer. For a VGG16
+    model trained on images that is inside its head (after the pooled backbone features), so that the reversed
+    gradient reaches the head's hidden layer even while the backbone is frozen."""
+    if "head" in [layer.name for layer in model.layers]:
+        head = model.get_layer("head")
+        return keras.Model(head.inputs, head.layers[-2].output)(model.get_layer("pool").output)
     return model.layers[-2].output
 
 

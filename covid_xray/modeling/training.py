@@ -295,7 +295,7 @@ def _train_one(
     keras.utils.set_random_seed(config.seed)
     train, val = train.with_findings(config.train_findings), val.with_findings(config.train_findings)
     if config.sampling == "source_label":
-        class_weight = None  # the sampler already draws every (source, label) cell, so every label, evenly
+        class_weight = None  # the sampler already draws every (source, finding) cell evenly
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.precision)
     try:

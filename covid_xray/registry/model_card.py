@@ -25,7 +25,8 @@ CARD_ARTIFACT = "model_card.md"
 SOURCES_ARTIFACT = "data/sources.json"  # logged by the ingest step (covid_xray.data.provenance.source_records)
 TEST_METRICS = ["accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc"]
 INTENDED_USE = (
-    "Research, teaching and MLOps practice: studying how a COVID-19 vs. normal chest X-ray classifier behaves on "
+    "Research, teaching and MLOps practice: studying how a chest X-ray classifier of COVID-19 against other findings "
+    "behaves on "
     "public datasets, and how its numbers change with the data, the split and the operating point."
 )
 NOT_INTENDED = [
@@ -137,7 +138,7 @@ def model_card(client: MlflowClient, model_name: str, version: str) -> str:
         f"# Model card: {model_name} version {found.version}{aliases}",
         "",
         f"Variant `{variant}` ({params.get('model.kind', '?')}, {params.get('data.image_size', '?')} px input"
-        f"{_recipe(params)}), task `{params.get('task', 'covid_vs_rest')}`, "
+        f"{_recipe(params)}), task `{params.get('task', 'not recorded')}`, "
         f"MLflow run `{run_id}`, data version `{tags.get('data.manifest_hash', 'unknown')}` "
         f"(DVC `{tags.get('data.dvc_md5', 'unknown')}`), code `{tags.get('git.commit', 'unknown')[:12]}`.",
         "",

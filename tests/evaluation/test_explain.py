@@ -1,8 +1,10 @@
 import keras
 import numpy as np
 import pytest
+from fixtures import ROOT, real_images
 
-from covid_xray.config import ModelConfig
+from covid_xray.config import ModelConfig, load_config
+from covid_xray.data.transform import InferenceTransform
 from covid_xray.evaluation.explain import (
     border_area_share,
     border_check,
@@ -13,7 +15,7 @@ from covid_xray.evaluation.explain import (
 )
 from covid_xray.evaluation.metrics import source_predictability
 from covid_xray.modeling.features import predict_with_features
-from covid_xray.modeling.models import build_cnn, build_vgg16
+from covid_xray.modeling.models import build_cnn, build_ensemble, build_model, build_vgg16
 
 
 @pytest.mark.parametrize("kind", ["cnn", "vgg16"])
@@ -95,3 +97,18 @@ def test_a_cnn_that_reads_a_corner_marker_has_its_grad_cam_on_the_border():
     blob[labels == 0, 22:42, 22:42] += 80.0
     heat = grad_cam(fitted(blob, labels), blob[labels == 0][:16].astype(np.uint8), class_index=0)
     assert border_check(heat)[1] is None, border_share(heat)
+
+
+def test_an_ensembles_grad_cam_is_the_mean_of_its_members_maps(shared_datasets):
+    config = load_config(ROOT / "configs/default.yaml")
+    variant = next(m for m in config.models if m.name == "cnn-small")
+    members = []
+    for seed in range(2):
+        keras.utils.set_random_seed(seed)
+        members.append(build_model(variant.model_copy(update={"name": f"m{seed}"}), config.data.image_size, 2))
+    transform = InferenceTransform.from_data(config.data, config.validation.min_side)
+    pixels = np.stack([transform(path) for path in real_images(shared_datasets, per_source=1)])
+    maps = [grad_cam(member, pixels, 0) for member in members]
+    mean = np.mean(maps, axis=0)
+    expected = mean / mean.reshape(len(mean), -1).max(axis=1)[:, None, None]
+    np.testing.assert_allclose(grad_cam(build_ensemble(members, "e"), pixels, 0), expected, atol=1e-6)

@@ -5,7 +5,9 @@ from fixtures import tiny_split
 
 from covid_xray.config import AdversarialConfig, ModelConfig
 from covid_xray.modeling import backend
-from covid_xray.modeling.adversarial import GradientReversal, divergence, reversal_strength
+from covid_xray.modeling.adversarial import GradientReversal, divergence, reversal_strength, with_source_head
+from covid_xray.modeling.features import feature_extractor
+from covid_xray.modeling.models import build_model
 from covid_xray.modeling.training import train_model
 
 
@@ -70,3 +72,17 @@ def test_a_runaway_source_loss_is_named_and_a_steady_one_is_not():
     assert warning is not None and "source_loss rose from 1.60 to 6250.2 by epoch 5" in warning
     assert divergence({"m3_source_loss": [1.6, 9000.0]}).startswith("adversarial divergence: m3_source_loss")
     assert divergence({"source_loss": [5.61, 8.62, 16.93, 13.33, 5.99], "loss": [1.0, 50.0]}) is None
+
+
+def test_the_source_head_of_a_vgg16_trained_on_images_reads_the_heads_hidden_layer():
+    config = ModelConfig(name="v", kind="vgg16", weights="none", head={"dense_units": [8]}, sampling="source_label")
+    model = build_model(config, 32, 2)
+    training = with_source_head(model, 3, AdversarialConfig(), steps_per_epoch=4)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 1)).astype("float32")
+    head = model.get_layer("head")
+    hidden = keras.Model(head.inputs, head.layers[-2].output)
+    reversal = keras.Model(training.inputs, training.get_layer("reversal").output)
+    # the reversal sees the head's 8 hidden units, not the backbone's 512 pooled features (frozen in phase 1)
+    pooled = feature_extractor(model)(images)
+    assert reversal.output.shape[-1] == 8
+    np.testing.assert_allclose(reversal(images), hidden(pooled), rtol=1e-5, atol=1e-6)

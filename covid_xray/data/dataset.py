@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
-from ..labels import targets
+from ..labels import as_outputs
 from .cache import ImageCache
 from .rebalance import composition, cramers_v, rebalance
 from .split import patient_split
@@ -43,7 +43,7 @@ def split_of(rows: pd.DataFrame, config: RunConfig) -> Split:
     """`rows` by reference: content keys, class indices, sources and patient groups, and the run's image cache, which
     must hold every row's pixels (ingest fills it); the pixels stay there until training or evaluation streams them."""
     index = {c: i for i, c in enumerate(config.classes)}
-    labels = np.asarray([index[t] for t in targets(rows["label"], config.task)], np.int32)
+    labels = np.asarray([index[t] for t in as_outputs(rows["label"], config.classes)], np.int32)
     groups = rows["group_id"].to_numpy(dtype=str) if "group_id" in rows else None
     cache = image_cache(config)
     findings = rows["label"].to_numpy(dtype=str)

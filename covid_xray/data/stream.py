@@ -117,11 +117,17 @@ class Split:
             pick(self.findings),
         )
 
+    def of_findings(self, findings: Sequence[str] | None) -> np.ndarray:
+        """Whether each row's finding is one of `findings` (every row for None, or a split that records none)."""
+        if findings is None or self.findings is None:
+            return np.ones(len(self), bool)
+        return np.isin(np.asarray(self.findings), list(findings))
+
     def with_findings(self, findings: Sequence[str] | None) -> Split:
         """The rows whose finding is one of `findings` (all rows for None, or a split that records no findings)."""
         if findings is None or self.findings is None:
             return self
-        return self.subset(np.flatnonzero(np.isin(np.asarray(self.findings), list(findings))))
+        return self.subset(np.flatnonzero(self.of_findings(findings)))
 
     def pixels(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """(n, size, size) uint8 cached pixels of `rows` (default all: only for small splits, it is N × pixels)."""

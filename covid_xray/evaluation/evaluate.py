@@ -78,9 +78,7 @@ def evaluate(
     test_labels, val_labels = class_names(test, classes), class_names(val, classes)
     # A variant trained on some findings only (`train_findings`) chooses its operating point among them, as it was
     # early-stopped on them; its validation and test metrics, like every variant's, score every kept finding.
-    seen = np.ones(len(val), bool)
-    if model_config.train_findings is not None and val.findings is not None:
-        seen = np.isin(np.asarray(val.findings), model_config.train_findings)
+    seen = val.of_findings(model_config.train_findings)
     point = operating_point_on_validation(val_labels[seen], val_raw[seen], classes, config, context)
     test_proba, val_proba = point.calibrate(test_raw, classes), point.calibrate(val_raw, classes)
     test_metrics = covid_metrics(test_labels, test_proba, classes, test.groups, point.threshold)

@@ -94,8 +94,9 @@ def _callbacks(config: ModelConfig, backup: Path, extra: list) -> list:
     return callbacks + list(extra)
 
 
-def _merge(history: dict, new: keras.callbacks.History, prefix: str = "") -> None:
-    for name, values in new.history.items():
+def _merge(history: dict, new: dict[str, list], prefix: str = "") -> None:
+    """Append `new`'s per-epoch values (a Keras History's `.history`, or a member's) to `history`, names prefixed."""
+    for name, values in new.items():
         history.setdefault(prefix + name, []).extend(float(v) for v in values)
 
 
@@ -208,7 +209,7 @@ def _fit(
             verbose,
             epochs=config.epochs,
         )
-    _merge(result.history, history)
+    _merge(result.history, history.history)
 
     if config.kind == "vgg16" and config.fine_tune_blocks and config.fine_tune_epochs:
         unfreeze_last_blocks(model, config.fine_tune_blocks)
@@ -227,7 +228,7 @@ def _fit(
             initial_epoch=done,
             epochs=done + config.fine_tune_epochs,
         )
-        _merge(result.history, fine, "fine_tune_")
+        _merge(result.history, fine.history, "fine_tune_")
     return result
 
 
@@ -247,34 +248,35 @@ def train_model(
 ) -> TrainResult:
     """Build and train `config`'s model; returns the trained model and its per-epoch history. A seed ensemble trains
     each member in turn (`ModelConfig.member_configs`) and returns them as one model (`models.build_ensemble`)."""
-    arguments = dict(
-        n_classes=n_classes,
-        image_size=image_size,
-        image_cache_key=image_cache_key,
-        cache_dir=cache_dir,
-        class_weight=class_weight,
-        use_feature_cache=use_feature_cache,
-        verbose=verbose,
-    )
+
+    def one(member: ModelConfig, member_callbacks: list | None) -> TrainResult:
+        return _train_one(
+            member,
+            train,
+            val,
+            n_classes=n_classes,
+            image_size=image_size,
+            image_cache_key=image_cache_key,
+            cache_dir=cache_dir,
+            class_weight=class_weight,
+            callbacks=member_callbacks,
+            use_feature_cache=use_feature_cache,
+            verbose=verbose,
+        )
+
     if config.members == 1:
-        return _train_one(config, train, val, callbacks=callbacks, **arguments)  # type: ignore[arg-type]
+        return one(config, callbacks)
     started, result = time.perf_counter(), TrainResult(keras.Model())
     members = []
     for index, member in enumerate(config.member_configs()):
-        per_member = [c.for_member(index) if isinstance(c, EpochMetrics) else c for c in callbacks or []]
-        trained = _train_one(member, train, val, callbacks=per_member, **arguments)  # type: ignore[arg-type]
+        trained = one(member, [c.for_member(index) if isinstance(c, EpochMetrics) else c for c in callbacks or []])
         members.append(trained.model)
-        _merge_dict(result.history, trained.history, f"m{index}_")
+        _merge(result.history, trained.history, f"m{index}_")
         result.feature_cache_hits += trained.feature_cache_hits
         result.feature_cache_misses += trained.feature_cache_misses
     result.model = build_ensemble(members, config.name)
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _merge_dict(history: dict, new: dict, prefix: str) -> None:
-    for name, values in new.items():
-        history.setdefault(prefix + name, []).extend(values)
 
 
 def _train_one(
